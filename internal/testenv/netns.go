@@ -82,7 +82,7 @@ func Link(t testing.TB, a *NetNS, aAddr string, b *NetNS, bAddr string) (aIf, bI
 		t.Fatalf("testenv: veth %s/%s <-> %s/%s: %v: %s", a.Name, aIf, b.Name, bIf, err, msg)
 	}
 	for _, end := range []struct {
-		ns         *NetNS
+		ns        *NetNS
 		ifc, addr string
 	}{{a, aIf, aAddr}, {b, bIf, bAddr}} {
 		end.ns.Run(t, "ip", "addr", "add", end.addr, "dev", end.ifc)
