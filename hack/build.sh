@@ -9,6 +9,10 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 what="${1:-all}"
+# One build at a time: concurrent callers wait, then find the stamps.
+mkdir -p "$NODEKIT_CACHE"
+exec 9>"$NODEKIT_CACHE/.build.lock"
+flock 9
 
 build_containerd() {
   local pkg=github.com/containerd/containerd/v2 v="$CONTAINERD_VERSION"

@@ -76,6 +76,6 @@ go_build_cached() {
   mkdir -p "$(dirname "$stamp")"
   local t0; t0="$(now_ms)"
   (cd "$dir" && "$@") || die "build failed: $*"
-  log "built $(dirname "$stamp") in $(( ($(now_ms) - t0) / 1000 )) s"
+  log "built ${stamp#"$NODEKIT_CACHE"/} in $(( ($(now_ms) - t0) / 1000 )) s"
   touch "$stamp"
 }
