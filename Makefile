@@ -4,10 +4,11 @@ GO ?= go
 SHELL := /bin/bash
 STATICCHECK := $(shell . hack/lib.sh && echo $$NODEKIT_CACHE/staticcheck-$$STATICCHECK_VERSION/bin/staticcheck)
 
-.PHONY: test lint unit conformance bench demo testbed testbed-down clean-testbed fuzz
+.PHONY: test lint unit conformance bench demo testbed testbed-check testbed-down clean-testbed
 
-## test: the whole suite: lint, the test bed, unit and real-component tests with -race, conformance.
-test: lint testbed unit conformance
+## test: the whole suite: lint, the test bed (and a check of its scripts),
+## unit and real-component tests with -race, conformance.
+test: lint testbed-check unit conformance
 
 ## unit: every package of the main module, with the race detector (real-component tests included).
 unit:
@@ -41,6 +42,10 @@ demo:
 ## testbed: start containerd 2.x, containerd 1.6, etcd and kube-apiserver.
 testbed:
 	hack/testbed-up.sh
+
+## testbed-check: prove the test bed's start/stop scripts; leaves it up.
+testbed-check:
+	hack/testbed-check.sh
 
 ## testbed-down: stop them; clean-testbed also deletes their state.
 testbed-down:

@@ -21,6 +21,6 @@ CNI_BIN_DIR="${CNI_BIN_DIR:-/usr/lib/cni}"
 SOCK="$CRI_DIR/containerd.sock"
 PIDFILE="$CRI_DIR/containerd.pid"
 CTR=("$CTRD_BIN_DIR/ctr" --address "$SOCK" --namespace k8s.io)
-CRICTL=(crictl --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 30s)
+CRICTL=(crictl --config /dev/null --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 30s)
 # The runtime's own shim must come first on containerd's PATH.
 export PATH="$CTRD_BIN_DIR:$PATH"
