@@ -3,6 +3,7 @@ module github.com/kube-nodekit/nodekit
 go 1.26.0
 
 require (
+	github.com/opencontainers/runtime-spec v1.3.0
 	google.golang.org/grpc v1.85.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
