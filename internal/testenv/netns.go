@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // NetNSPrefix starts the name of every namespace testenv makes;
@@ -69,6 +72,43 @@ func (ns *NetNS) Run(t testing.TB, name string, args ...string) string {
 		t.Fatalf("testenv: %v", err)
 	}
 	return string(out)
+}
+
+// Do runs fn on an OS thread that has entered the namespace. Sockets fn
+// opens belong to the namespace for their whole life, so a listener or
+// connection made in fn can be used from any goroutine afterwards.
+func (ns *NetNS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Unlocked only once back in its own namespace: if switching back
+		// fails, the thread stays locked and the runtime ends it with this
+		// goroutine, so no other goroutine ever runs in the wrong namespace.
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer self.Close()
+		target, err := os.Open("/run/netns/" + ns.Name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns.Name, err)
+			return
+		}
+		fnErr := fn()
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns back from %s: %w", ns.Name, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- fnErr
+	}()
+	return <-errc
 }
 
 // Link joins a and b with a veth pair, gives each end its address (CIDR

@@ -1,0 +1,117 @@
+package proxyrules
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// Endpoint is one backend of a ServicePort, with the conditions kube-proxy
+// reads from its EndpointSlice (pkg/proxy/endpointslicecache.go).
+type Endpoint struct {
+	Addr        netip.AddrPort
+	Local       bool // on this node
+	Ready       bool // conditions.ready, nil meaning true
+	Serving     bool // conditions.serving, nil meaning true
+	Terminating bool // conditions.terminating, nil meaning false
+	ZoneHints   []string
+	NodeHints   []string
+}
+
+// String is "ip:port" ("[ip]:port" for IPv6), kube-proxy's endpoint string,
+// which also feeds its KUBE-SEP chain-name hash.
+func (e *Endpoint) String() string { return e.Addr.String() }
+
+// endpointsByPort collects the endpoints of every port of one Service from
+// its EndpointSlices of one family, deduplicated by ip:port (a ready
+// endpoint wins over a terminating one with the same address) and sorted by
+// that string, as kube-proxy's EndpointSliceCache does. Slices are read in
+// name order so that the outcome does not depend on input order.
+func endpointsByPort(endpointSlices []*discoveryv1.EndpointSlice, family corev1.IPFamily, nodeName string) (map[ServicePortName][]*Endpoint, []error) {
+	wantType := discoveryv1.AddressTypeIPv4
+	if family == corev1.IPv6Protocol {
+		wantType = discoveryv1.AddressTypeIPv6
+	}
+	ordered := slices.Clone(endpointSlices)
+	slices.SortFunc(ordered, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
+
+	var errs []error
+	sets := map[ServicePortName]map[netip.AddrPort]*Endpoint{}
+	for _, es := range ordered {
+		if es.AddressType != wantType {
+			continue
+		}
+		svcName := es.Labels[discoveryv1.LabelServiceName]
+		for _, port := range es.Ports {
+			if port.Name == nil {
+				errs = append(errs, fmt.Errorf("endpointslice %s/%s: port with nil name ignored", es.Namespace, es.Name))
+				continue
+			}
+			if port.Port == nil || *port.Port <= 0 || *port.Port > 65535 {
+				errs = append(errs, fmt.Errorf("endpointslice %s/%s: port %q has no valid number; ignored", es.Namespace, es.Name, *port.Name))
+				continue
+			}
+			proto := corev1.ProtocolTCP
+			if port.Protocol != nil {
+				proto = *port.Protocol
+			}
+			name := ServicePortName{Namespace: es.Namespace, Name: svcName, Port: *port.Name, Protocol: proto}
+			set := sets[name]
+			if set == nil {
+				set = map[netip.AddrPort]*Endpoint{}
+				sets[name] = set
+			}
+			for i := range es.Endpoints {
+				ep, err := newEndpoint(&es.Endpoints[i], uint16(*port.Port), nodeName)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("endpointslice %s/%s: %w", es.Namespace, es.Name, err))
+					continue
+				}
+				if _, exists := set[ep.Addr]; !exists || !ep.Terminating {
+					set[ep.Addr] = ep
+				}
+			}
+		}
+	}
+	out := make(map[ServicePortName][]*Endpoint, len(sets))
+	for name, set := range sets {
+		eps := make([]*Endpoint, 0, len(set))
+		for _, ep := range set {
+			eps = append(eps, ep)
+		}
+		// kube-proxy sorts by the endpoint string, not by address value.
+		slices.SortFunc(eps, func(a, b *Endpoint) int { return cmp.Compare(a.String(), b.String()) })
+		out[name] = eps
+	}
+	return out, errs
+}
+
+func newEndpoint(e *discoveryv1.Endpoint, port uint16, nodeName string) (*Endpoint, error) {
+	if len(e.Addresses) == 0 {
+		return nil, fmt.Errorf("endpoint without addresses ignored")
+	}
+	ip, ok := parseIPSloppy(e.Addresses[0])
+	if !ok {
+		return nil, fmt.Errorf("endpoint address %q is not an IP address; ignored", e.Addresses[0])
+	}
+	ep := &Endpoint{
+		Addr:        netip.AddrPortFrom(ip, port),
+		Local:       nodeName != "" && e.NodeName != nil && *e.NodeName == nodeName,
+		Ready:       e.Conditions.Ready == nil || *e.Conditions.Ready,
+		Serving:     e.Conditions.Serving == nil || *e.Conditions.Serving,
+		Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
+	}
+	if e.Hints != nil {
+		for _, z := range e.Hints.ForZones {
+			ep.ZoneHints = append(ep.ZoneHints, z.Name)
+		}
+		for _, n := range e.Hints.ForNodes {
+			ep.NodeHints = append(ep.NodeHints, n.Name)
+		}
+	}
+	return ep, nil
+}

@@ -1,0 +1,152 @@
+package proxyrules
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Exec runs a command and returns its combined output. The default runs it
+// on the host; to program a network namespace, wrap it with
+// `ip netns exec NAME`.
+type Exec func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error)
+
+// HostExec runs commands directly.
+func HostExec(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	return cmd.CombinedOutput()
+}
+
+// IPTablesApplier loads generated payloads into the kernel with
+// iptables-restore --noflush, so rules it does not own are never touched,
+// and keeps the generator's state in step with what loaded.
+type IPTablesApplier struct {
+	// Exec runs the iptables tools; nil means HostExec.
+	Exec Exec
+	// IPv6 selects ip6tables-restore / ip6tables.
+	IPv6 bool
+
+	gen     IPTables
+	started bool
+}
+
+// jumpRule is a rule kube-proxy keeps in a chain it does not own
+// (iptablesJumpChains in pkg/proxy/iptables/proxier.go), prepended once.
+type jumpRule struct {
+	table, from, to, comment string
+	match                    []string
+}
+
+var newConn = []string{"-m", "conntrack", "--ctstate", "NEW"}
+
+var iptablesJumps = []jumpRule{
+	{"filter", "INPUT", chainExternalServices, "kubernetes externally-visible service portals", newConn},
+	{"filter", "FORWARD", chainExternalServices, "kubernetes externally-visible service portals", newConn},
+	{"filter", "INPUT", chainNodePorts, "kubernetes health check service ports", nil},
+	{"filter", "FORWARD", chainServices, "kubernetes service portals", newConn},
+	{"filter", "OUTPUT", chainServices, "kubernetes service portals", newConn},
+	{"filter", "FORWARD", chainForward, "kubernetes forwarding rules", nil},
+	{"filter", "INPUT", chainProxyFirewall, "kubernetes load balancer firewall", newConn},
+	{"filter", "OUTPUT", chainProxyFirewall, "kubernetes load balancer firewall", newConn},
+	{"filter", "FORWARD", chainProxyFirewall, "kubernetes load balancer firewall", newConn},
+	{"nat", "OUTPUT", chainServices, "kubernetes service portals", nil},
+	{"nat", "PREROUTING", chainServices, "kubernetes service portals", nil},
+	{"nat", "POSTROUTING", chainPostrouting, "kubernetes postrouting rules", nil},
+	{"filter", "INPUT", chainKubeletFirewall, "", nil},
+	{"filter", "OUTPUT", chainKubeletFirewall, "", nil},
+}
+
+// Apply generates the sync for m (full when full is true, on the first
+// call, or after a failure) and loads it. On failure the rules already in
+// the kernel stay as they were and the error names the rule that failed.
+func (a *IPTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*IPTablesSync, error) {
+	run := a.Exec
+	if run == nil {
+		run = HostExec
+	}
+	iptables, restore, save := "iptables", "iptables-restore", "iptables-save"
+	if a.IPv6 {
+		iptables, restore, save = "ip6tables", "ip6tables-restore", "ip6tables-save"
+	}
+	if !a.started {
+		out, err := run(ctx, nil, save, "-t", "nat")
+		if err != nil {
+			return nil, fmt.Errorf("proxyrules: %s -t nat: %w: %s", save, err, out)
+		}
+		a.gen.Adopt(natChainNames(out))
+		full = true
+	}
+	s := a.gen.Sync(m, full)
+	if s.Full {
+		if err := ensureJumps(ctx, run, iptables); err != nil {
+			return s, err
+		}
+	}
+	out, err := run(ctx, s.Payload, restore, "-w", "5", "--noflush", "--counters")
+	if err != nil {
+		return s, restoreError(restore, s.Payload, out, err)
+	}
+	s.Commit()
+	a.started = true
+	return s, nil
+}
+
+// ensureJumps creates the top-level chains and prepends the jumps to them
+// where missing, as kube-proxy does on a full sync.
+func ensureJumps(ctx context.Context, run Exec, iptables string) error {
+	for _, j := range iptablesJumps {
+		if out, err := run(ctx, nil, iptables, "-w", "5", "-t", j.table, "-N", j.to); err != nil && !bytes.Contains(out, []byte("exists")) {
+			return fmt.Errorf("proxyrules: %s -t %s -N %s: %w: %s", iptables, j.table, j.to, err, out)
+		}
+		rule := append([]string{}, j.match...)
+		if j.comment != "" {
+			rule = append(rule, "-m", "comment", "--comment", j.comment)
+		}
+		rule = append(rule, "-j", j.to)
+		check := append([]string{"-w", "5", "-t", j.table, "-C", j.from}, rule...)
+		if _, err := run(ctx, nil, iptables, check...); err == nil {
+			continue
+		}
+		insert := append([]string{"-w", "5", "-t", j.table, "-I", j.from}, rule...)
+		if out, err := run(ctx, nil, iptables, insert...); err != nil {
+			return fmt.Errorf("proxyrules: %s %s: %w: %s", iptables, strings.Join(insert, " "), err, out)
+		}
+	}
+	return nil
+}
+
+var restoreFailedLine = regexp.MustCompile(`line (\d+) failed`)
+
+// restoreError says which line of the payload iptables-restore refused.
+func restoreError(tool string, payload, out []byte, err error) error {
+	msg := strings.TrimSpace(string(out))
+	if m := restoreFailedLine.FindSubmatch(out); m != nil {
+		if n, convErr := strconv.Atoi(string(m[1])); convErr == nil {
+			lines := strings.Split(string(payload), "\n")
+			if n >= 1 && n <= len(lines) {
+				return fmt.Errorf("proxyrules: %s refused line %d %q: %w: %s", tool, n, lines[n-1], err, msg)
+			}
+		}
+	}
+	return fmt.Errorf("proxyrules: %s: %w: %s", tool, err, msg)
+}
+
+// natChainNames lists the chains of an iptables-save dump of one table.
+func natChainNames(dump []byte) []string {
+	var out []string
+	for line := range bytes.Lines(dump) {
+		if len(line) > 1 && line[0] == ':' {
+			if f := bytes.Fields(line[1:]); len(f) > 0 {
+				out = append(out, string(f[0]))
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,167 @@
+package proxyrules
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// labServices is the Service set the kernel tests load: one case per
+// behaviour, all backed by the lab's backends be1..be3 (be1 on this node).
+func labServices(lab *netLab) ([]*corev1.Service, []*discoveryv1.EndpointSlice) {
+	be := func(i int, mods ...func(*ep)) ep {
+		e := ep{ip: lab.backendIPs[i].String(), node: "other"}
+		if i == 0 {
+			e.node = "node1"
+		}
+		for _, m := range mods {
+			m(&e)
+		}
+		return e
+	}
+	terminating := func(e *ep) { e.notReady, e.terminating = true, true }
+	services := []*corev1.Service{
+		service("web", "203.0.113.10", 80, nodePort(30080), externalIPs("203.0.113.20")),
+		service("sticky", "203.0.113.11", 80, clientIPAffinity(600)),
+		service("empty", "203.0.113.12", 80, nodePort(30082)),
+		service("local", "203.0.113.13", 80, nodePort(30081), externalLocal),
+		service("draining", "203.0.113.14", 80),
+		service("dns", "203.0.113.15", 53, udp),
+	}
+	slices := []*discoveryv1.EndpointSlice{
+		endpointSlice("web", labTCPPort, corev1.ProtocolTCP, be(0), be(1), be(2)),
+		endpointSlice("sticky", labTCPPort, corev1.ProtocolTCP, be(0), be(1), be(2)),
+		endpointSlice("local", labTCPPort, corev1.ProtocolTCP, be(0), be(1), be(2)),
+		endpointSlice("draining", labTCPPort, corev1.ProtocolTCP, be(1, terminating), be(2, terminating)),
+		endpointSlice("dns", labUDPPort, corev1.ProtocolUDP, be(0), be(1), be(2)),
+	}
+	return services, slices
+}
+
+func labConfig(lab *netLab) Config {
+	cfg := DefaultConfig("node1")
+	cfg.ClusterCIDR = labPodCIDR
+	cfg.NodeIP = lab.nodeIP
+	return cfg
+}
+
+// TestIPTablesRealPackets loads the generated rules into a node namespace
+// with the real iptables-restore and sends real connections through them.
+func TestIPTablesRealPackets(t *testing.T) {
+	lab := newNetLab(t, 3)
+	services, slices := labServices(lab)
+	m, err := NewModel(labConfig(lab), services, slices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	applier := &IPTablesApplier{Exec: lab.nodeExec}
+	if _, err := applier.Apply(ctx, m, true); err != nil {
+		t.Fatal(err)
+	}
+	checkLabTraffic(t, lab)
+}
+
+// checkLabTraffic sends the lab's traffic cases; shared by both backends.
+func checkLabTraffic(t *testing.T, lab *netLab) {
+	t.Run("ClusterIP spreads over every backend", func(t *testing.T) {
+		seen := map[string]int{}
+		for range 60 {
+			r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[r.backend]++
+			// Off-cluster traffic to a ClusterIP is masqueraded.
+			if r.source != lab.backendGateway(r.backend) {
+				t.Fatalf("%s saw source %s, want the node's address %s (masquerade)", r.backend, r.source, lab.backendGateway(r.backend))
+			}
+		}
+		if len(seen) != 3 {
+			t.Fatalf("60 connections reached %v, want all of be1, be2, be3", seen)
+		}
+	})
+	t.Run("NodePort", func(t *testing.T) {
+		if _, err := lab.dialTCP(t, addrPort("192.0.2.1:30080")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("externalIP", func(t *testing.T) {
+		lab.node.Run(t, "ip", "addr", "add", "203.0.113.20/32", "dev", "lo")
+		lab.client.Run(t, "ip", "route", "add", "203.0.113.20/32", "via", "192.0.2.1")
+		if _, err := lab.dialTCP(t, addrPort("203.0.113.20:80")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("ClientIP affinity sticks to one backend", func(t *testing.T) {
+		first, err := lab.dialTCP(t, addrPort("203.0.113.11:80"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			r, err := lab.dialTCP(t, addrPort("203.0.113.11:80"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.backend != first.backend {
+				t.Fatalf("affinity broken: first %s, then %s", first.backend, r.backend)
+			}
+		}
+	})
+	t.Run("no endpoints is refused, not a black hole", func(t *testing.T) {
+		for _, dst := range []string{"203.0.113.12:80", "192.0.2.1:30082"} {
+			start := time.Now()
+			_, err := lab.dialTCP(t, addrPort(dst))
+			if !errors.Is(err, errRefused) {
+				t.Fatalf("%s: err = %v, want connection refused", dst, err)
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("%s: refusal took %v: a timeout, not a REJECT", dst, time.Since(start))
+			}
+		}
+	})
+	t.Run("externalTrafficPolicy Local keeps the client IP and only local backends", func(t *testing.T) {
+		for range 20 {
+			r, err := lab.dialTCP(t, addrPort("192.0.2.1:30081"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.backend != "be1" || r.source != lab.clientIP {
+				t.Fatalf("reply %+v, want be1 seeing the client %s", r, lab.clientIP)
+			}
+		}
+	})
+	t.Run("terminating endpoints still serve when nothing is ready", func(t *testing.T) {
+		seen := map[string]bool{}
+		for range 30 {
+			r, err := lab.dialTCP(t, addrPort("203.0.113.14:80"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[r.backend] = true
+		}
+		if seen["be1"] || len(seen) == 0 {
+			t.Fatalf("reached %v, want only the terminating be2/be3", seen)
+		}
+	})
+	t.Run("UDP", func(t *testing.T) {
+		if _, err := lab.dialUDP(t, addrPort("203.0.113.15:53")); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// backendGateway is the node's address on a backend's link: what the
+// backend sees as the source of masqueraded traffic.
+func (lab *netLab) backendGateway(backend string) netip.Addr {
+	i := int(strings.TrimPrefix(backend, "be")[0] - '1')
+	return netip.MustParseAddr("198.51.100." + strconv.Itoa(16*i+1))
+}
