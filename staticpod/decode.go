@@ -16,8 +16,10 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
-// MaxManifestSize is the largest manifest, file or URL body, the kubelet
-// reads (maxConfigLength in pkg/kubelet/config/common.go).
+// MaxManifestSize bounds a manifest, file or URL body: the kubelet reads at
+// most this many bytes and refuses a manifest that reaches it
+// (maxConfigLength in pkg/kubelet/config/common.go, read with
+// k8s.io/utils/io.ReadAtMost).
 const MaxManifestSize = 10 << 20
 
 // deserializer decodes the wire forms the apiserver's codecs accept (JSON,
@@ -48,7 +50,7 @@ var deserializer = sync.OnceValue(func() runtime.Decoder {
 // kubernetes.io/config.source annotation "file". It is then validated and
 // checked for references to API objects.
 func DecodeFile(data []byte, nodeName, path string) (*corev1.Pod, error) {
-	if len(data) > MaxManifestSize {
+	if len(data) >= MaxManifestSize {
 		return nil, ErrTooLarge
 	}
 	isPod, pod, err := decodePod(data, true, nodeName, path)
@@ -70,7 +72,7 @@ func DecodeFile(data []byte, nodeName, path string) (*corev1.Pod, error) {
 // manifest and the URL alone. The source annotation is "http". As
 // upstream, one bad pod in a list rejects the whole list.
 func DecodeURL(data []byte, nodeName, url string) ([]*corev1.Pod, error) {
-	if len(data) > MaxManifestSize {
+	if len(data) >= MaxManifestSize {
 		return nil, ErrTooLarge
 	}
 	isPod, pod, podErr := decodePod(data, false, nodeName, url)

@@ -17,8 +17,8 @@ var (
 	ErrNotPod = errors.New("not a single v1 Pod")
 	// ErrNoName: the pod has no metadata.name.
 	ErrNoName = errors.New("name is needed for the pod")
-	// ErrTooLarge: the manifest is larger than MaxManifestSize.
-	ErrTooLarge = errors.New("manifest larger than 10MB")
+	// ErrTooLarge: the manifest has MaxManifestSize bytes or more.
+	ErrTooLarge = errors.New("manifest of 10MB or more")
 	// ErrInvalid: the pod failed validation (see *ValidationError).
 	ErrInvalid = errors.New("invalid pod")
 	// ErrAPIReference: a static pod referenced an API object (see
@@ -66,7 +66,7 @@ type ValidationError struct {
 	Errs field.ErrorList
 }
 
-func (e *ValidationError) Error() string      { return "invalid pod: " + e.Errs.ToAggregate().Error() }
+func (e *ValidationError) Error() string        { return "invalid pod: " + e.Errs.ToAggregate().Error() }
 func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
 
 // ReferenceError names the kind of API object a static pod referenced. It
