@@ -122,20 +122,36 @@ func ensureJumps(ctx context.Context, run Exec, iptables string) error {
 	return nil
 }
 
-var restoreFailedLine = regexp.MustCompile(`line (\d+) failed`)
+// iptables-restore names the failing line as "line N failed" or
+// "line N: CHAIN_DEL failed ..." or "Error occurred at line: N". The nf_tables backend
+// finds a jump to a missing chain only when it commits, and then names a
+// line at or after the COMMIT, so that rule is found by the chain it names.
+var (
+	restoreFailedLine = regexp.MustCompile(`[Ll]ine:? (\d+)`)
+	restoreNoChain    = regexp.MustCompile(`Chain '([^']+)' does not exist`)
+)
 
 // restoreError says which line of the payload iptables-restore refused.
 func restoreError(tool string, payload, out []byte, err error) error {
 	msg := strings.TrimSpace(string(out))
+	lines := strings.Split(string(payload), "\n")
+	n := 0
 	if m := restoreFailedLine.FindSubmatch(out); m != nil {
-		if n, convErr := strconv.Atoi(string(m[1])); convErr == nil {
-			lines := strings.Split(string(payload), "\n")
-			if n >= 1 && n <= len(lines) {
-				return fmt.Errorf("proxyrules: %s refused line %d %q: %w: %s", tool, n, lines[n-1], err, msg)
+		n, _ = strconv.Atoi(string(m[1]))
+	}
+	if c := restoreNoChain.FindSubmatch(out); c != nil {
+		jump := " -j " + string(c[1])
+		for i, l := range lines {
+			if strings.HasSuffix(l, jump) || strings.Contains(l, jump+" ") {
+				n = i + 1
+				break
 			}
 		}
 	}
-	return fmt.Errorf("proxyrules: %s: %w: %s", tool, err, msg)
+	if n < 1 || n > len(lines) || lines[n-1] == "" {
+		return fmt.Errorf("proxyrules: %s: %w: %s", tool, err, msg)
+	}
+	return fmt.Errorf("proxyrules: %s refused line %d %q: %w: %s", tool, n, lines[n-1], err, msg)
 }
 
 // natChainNames lists the chains of an iptables-save dump of one table.
