@@ -1,0 +1,67 @@
+package proxyrules
+
+import (
+	"fmt"
+	"testing"
+)
+
+// BenchmarkNewModel measures turning Services and EndpointSlices into the
+// model (what kube-proxy's change trackers and CategorizeEndpoints do).
+func BenchmarkNewModel(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		svcs, eps := cluster(n, 10)
+		b.Run(fmt.Sprintf("services=%d/endpoints=10", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := NewModel(DefaultConfig("node1"), svcs, eps); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkIPTablesFull measures a full payload from a built model.
+func BenchmarkIPTablesFull(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		svcs, eps := cluster(n, 10)
+		m := mustModel(b, DefaultConfig("node1"), svcs, eps)
+		b.Run(fmt.Sprintf("services=%d/endpoints=10", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var size int
+			for b.Loop() {
+				size = len((&IPTables{}).Sync(m, true).Payload)
+			}
+			b.ReportMetric(float64(size), "payload-bytes")
+		})
+	}
+}
+
+// BenchmarkIPTablesPartial measures the payload after one Service's
+// endpoints changed among 10000 (model rebuild included).
+func BenchmarkIPTablesPartial(b *testing.B) {
+	svcs, eps := cluster(10000, 10)
+	cfg := DefaultConfig("node1")
+	var g IPTables
+	g.Sync(mustModel(b, cfg, svcs, eps), true).Commit()
+	changed := eps[5000].DeepCopy()
+	changed.Endpoints = changed.Endpoints[:9]
+	before := eps[5000]
+	b.Run("services=10000/endpoints=10/changed=1", func(b *testing.B) {
+		b.ReportAllocs()
+		var size int
+		for i := 0; b.Loop(); i++ {
+			// Alternate, so every iteration has one real change.
+			if i%2 == 0 {
+				eps[5000] = changed
+			} else {
+				eps[5000] = before
+			}
+			m, _ := NewModel(cfg, svcs, eps)
+			s := g.Sync(m, false)
+			s.Commit()
+			size = len(s.Payload)
+		}
+		b.ReportMetric(float64(size), "payload-bytes")
+	})
+}
