@@ -136,32 +136,27 @@ func computeClass(pod *corev1.Pod, podLevel, fix bool) class {
 	return pc
 }
 
-// requirementsClass is the class of one set of requirements: BestEffort,
-// Guaranteed or Burstable by the shapes of cpu and memory.
+// requirementsClass is the class of one set of requirements: each of cpu
+// and memory has a shape (request != limit is Burstable, both zero or
+// absent BestEffort, equal and non-zero Guaranteed), and the set is that
+// shape when both agree, Burstable when they do not. This runs for every
+// container of every pod, so it reads each value once and stops early.
 func requirementsClass(r *corev1.ResourceRequirements) class {
 	if len(r.Requests) == 0 && len(r.Limits) == 0 {
 		return bestEffort
 	}
-	cpu := resourceClass(r, corev1.ResourceCPU)
-	if cpu == burstable {
+	cpu := r.Requests[corev1.ResourceCPU]
+	if lim := r.Limits[corev1.ResourceCPU]; cpu.Cmp(lim) != 0 {
 		return burstable
 	}
-	if resourceClass(r, corev1.ResourceMemory) != cpu {
+	mem := r.Requests[corev1.ResourceMemory]
+	if lim := r.Limits[corev1.ResourceMemory]; mem.Cmp(lim) != 0 {
 		return burstable
 	}
-	return cpu
-}
-
-// resourceClass is the shape of one resource: request != limit is
-// Burstable, both zero (or absent) BestEffort, equal and non-zero
-// Guaranteed.
-func resourceClass(r *corev1.ResourceRequirements, name corev1.ResourceName) class {
-	req := r.Requests[name]
-	lim := r.Limits[name]
-	if req.Cmp(lim) != 0 {
+	switch cpuZero := cpu.IsZero(); {
+	case cpuZero != mem.IsZero():
 		return burstable
-	}
-	if req.IsZero() {
+	case cpuZero:
 		return bestEffort
 	}
 	return guaranteed
