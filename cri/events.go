@@ -48,6 +48,16 @@ func (g grpcEventStream) Recv() (*runtimeapi.ContainerEventResponse, error) {
 	return ev, wrapErr("GetContainerEvents", "", err)
 }
 
+// asError makes an error of any EventSource an *Error, so callers can test
+// it with errors.Is against the sentinels.
+func asError(err error) error {
+	var e *Error
+	if err == nil || err == io.EOF || errors.As(err, &e) {
+		return err
+	}
+	return wrapErr("GetContainerEvents", "", err)
+}
+
 // WatchOptions configures WatchContainerEvents. The zero value is usable.
 type WatchOptions struct {
 	// OnDisconnect is called when an open stream ends (the runtime went
@@ -89,6 +99,7 @@ func WatchContainerEvents(ctx context.Context, src EventSource, opts WatchOption
 			return nil
 		}
 		opened, delivered, err := watchOnce(ctx, src, opts, disconnected, handle)
+		err = asError(err)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -71,8 +72,9 @@ func (c *Client) ImageFsInfo(ctx context.Context) (*runtimeapi.ImageFsInfoRespon
 	})
 }
 
-// Code returns the gRPC code of an error from this package (codes.OK for
-// nil, codes.Unknown for errors that carry none).
+// Code returns the gRPC code of an error from this package or from a CRI
+// implementation (codes.OK for nil, codes.Unknown for errors that carry
+// none).
 func Code(err error) codes.Code {
 	if err == nil {
 		return codes.OK
@@ -81,5 +83,5 @@ func Code(err error) codes.Code {
 	if errors.As(err, &e) {
 		return e.Code
 	}
-	return codes.Unknown
+	return status.Code(err)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"google.golang.org/grpc/codes"
 	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -217,7 +218,7 @@ func containerRunning(ctx context.Context, id string, rs StatusSource) (bool, er
 	}
 	resp, err := rs.ContainerStatus(ctx, id, false)
 	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
+		if Code(err) == codes.Unavailable {
 			return true, nil
 		}
 		return false, err
