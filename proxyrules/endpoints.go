@@ -20,11 +20,19 @@ type Endpoint struct {
 	Terminating bool // conditions.terminating, nil meaning false
 	ZoneHints   []string
 	NodeHints   []string
+
+	str      string // String(), computed once
+	sepChain string // the KUBE-SEP chain, computed once (an Endpoint belongs to one port)
 }
 
 // String is "ip:port" ("[ip]:port" for IPv6), kube-proxy's endpoint string,
 // which also feeds its KUBE-SEP chain-name hash.
-func (e *Endpoint) String() string { return e.Addr.String() }
+func (e *Endpoint) String() string {
+	if e.str == "" {
+		return e.Addr.String()
+	}
+	return e.str
+}
 
 // endpointsByPort collects the endpoints of every port of one Service from
 // its EndpointSlices of one family, deduplicated by ip:port (a ready
@@ -98,8 +106,10 @@ func newEndpoint(e *discoveryv1.Endpoint, port uint16, nodeName string) (*Endpoi
 	if !ok {
 		return nil, fmt.Errorf("endpoint address %q is not an IP address; ignored", e.Addresses[0])
 	}
+	addr := netip.AddrPortFrom(ip, port)
 	ep := &Endpoint{
-		Addr:        netip.AddrPortFrom(ip, port),
+		Addr:        addr,
+		str:         addr.String(),
 		Local:       nodeName != "" && e.NodeName != nil && *e.NodeName == nodeName,
 		Ready:       e.Conditions.Ready == nil || *e.Conditions.Ready,
 		Serving:     e.Conditions.Serving == nil || *e.Conditions.Serving,

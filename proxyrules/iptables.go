@@ -1,7 +1,7 @@
 package proxyrules
 
 import (
-	"hash/fnv"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +21,9 @@ const largeClusterEndpoints = 1000
 // content changed; chains no longer used are deleted. The zero value is
 // ready to use and starts with a full sync.
 type IPTables struct {
-	applied map[ServicePortName]appliedPort
+	applied  map[ServicePortName]appliedPort
+	hashSeed maphash.Seed
+	sizes    bufferSizes
 	// adopted are service chains found in the kernel that no applied sync
 	// wrote (a previous kube-proxy or process); the next full sync deletes
 	// the unused ones.
@@ -75,55 +77,77 @@ func (g *IPTables) Adopt(natChains []string) {
 // was committed yet; otherwise partial.
 func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	full = full || g.applied == nil
-	w := newIPTablesWriter(m)
+	w := newIPTablesWriter(m, g.sizes)
 	s := &IPTablesSync{Full: full, g: g, applied: make(map[ServicePortName]appliedPort, len(m.Ports))}
-	active := make(map[string]bool, len(m.Ports)*4)
-	var blockChains, blockRules lines
+	var stale []string
 	for _, p := range m.Ports {
-		blockChains.reset()
-		blockRules.reset()
-		chains := w.port(p, &blockChains, &blockRules)
-		sum := fnv.New64a()
-		sum.Write(blockChains.buf)
-		sum.Write(blockRules.buf)
-		rec := appliedPort{sum: sum.Sum64(), chains: chains}
+		// The port's own chains go straight into the payload; when they
+		// equal what was committed, a partial sync cuts them out again.
+		chains := w.port(p, &w.natChains, &w.natRules)
+		chainsAt, rulesAt := w.own.chainsAt, w.own.rulesAt
+		var h maphash.Hash
+		h.SetSeed(g.seed())
+		h.Write(w.natChains.buf[chainsAt:])
+		h.Write(w.natRules.buf[rulesAt:])
+		rec := appliedPort{sum: h.Sum64(), chains: chains}
 		s.applied[p.Name] = rec
-		for _, c := range chains {
-			active[c] = true
-		}
-		if prev, ok := g.applied[p.Name]; full || !ok || prev.sum != rec.sum {
-			w.natChains.buf = append(w.natChains.buf, blockChains.buf...)
-			w.natRules.buf = append(w.natRules.buf, blockRules.buf...)
+		prev, had := g.applied[p.Name]
+		if !full && had && prev.sum == rec.sum {
+			w.natChains.buf, w.natChains.n = w.natChains.buf[:chainsAt], w.own.chainsN
+			w.natRules.buf, w.natRules.n = w.natRules.buf[:rulesAt], w.own.rulesN
+		} else {
 			s.Written = append(s.Written, p.Name)
 		}
-	}
-	// Chains we wrote (or found) before and no longer use: a chain line
-	// flushes each, so that -X can delete it.
-	stale := map[string]bool{}
-	for _, rec := range g.applied {
-		for _, c := range rec.chains {
-			if !active[c] {
-				stale[c] = true
-			}
+		if had {
+			stale = appendMissing(stale, prev.chains, chains)
 		}
 	}
-	if full {
+	// Chains of ports that are gone, and (on a full sync) chains found in
+	// the kernel that nothing uses any more.
+	for name, rec := range g.applied {
+		if _, ok := s.applied[name]; !ok {
+			stale = append(stale, rec.chains...)
+		}
+	}
+	if full && len(g.adopted) > 0 {
+		active := make(map[string]bool, len(m.Ports)*4)
+		for _, rec := range s.applied {
+			for _, c := range rec.chains {
+				active[c] = true
+			}
+		}
 		for _, c := range g.adopted {
 			if !active[c] {
-				stale[c] = true
+				stale = append(stale, c)
 			}
 		}
 	}
-	for c := range stale {
-		s.Deleted = append(s.Deleted, c)
-	}
-	slices.Sort(s.Deleted)
+	slices.Sort(stale)
+	s.Deleted = slices.Compact(stale)
 	for _, c := range s.Deleted {
 		w.natChains.chain(c)
 		w.natRules.write("-X", c)
 	}
 	s.Payload = w.finish()
+	g.sizes = w.sizes()
 	return s
+}
+
+// appendMissing appends to dst the chains of old that are not in cur.
+func appendMissing(dst, old, cur []string) []string {
+	for _, c := range old {
+		if !slices.Contains(cur, c) {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+func (g *IPTables) seed() maphash.Seed {
+	if g.hashSeed == (maphash.Seed{}) {
+		g.hashSeed = maphash.MakeSeed()
+	}
+	return g.hashSeed
 }
 
 // iptablesWriter holds the four buffers of one payload, as upstream does.
@@ -134,10 +158,27 @@ type iptablesWriter struct {
 	largeCluster              bool
 	filterChains, filterRules lines
 	natChains, natRules       lines
+	// own marks where the current port's own chains start in natChains
+	// and natRules.
+	own ownMark
 }
 
-func newIPTablesWriter(m *Model) *iptablesWriter {
+type ownMark struct{ chainsAt, rulesAt, chainsN, rulesN int }
+
+// bufferSizes are the sizes of the last payload's buffers, so the next one
+// is allocated once instead of grown (and copied) many times.
+type bufferSizes struct{ filterChains, filterRules, natChains, natRules int }
+
+func (w *iptablesWriter) sizes() bufferSizes {
+	return bufferSizes{len(w.filterChains.buf), len(w.filterRules.buf), len(w.natChains.buf), len(w.natRules.buf)}
+}
+
+func newIPTablesWriter(m *Model, sizes bufferSizes) *iptablesWriter {
 	w := &iptablesWriter{m: m, cfg: &m.Config, mark: m.Config.masqueradeMark()}
+	w.filterChains.buf = make([]byte, 0, sizes.filterChains+512)
+	w.filterRules.buf = make([]byte, 0, sizes.filterRules+512)
+	w.natChains.buf = make([]byte, 0, sizes.natChains+512)
+	w.natRules.buf = make([]byte, 0, sizes.natRules+512)
 	total := 0
 	for _, p := range m.Ports {
 		total += len(p.Endpoints)
@@ -306,6 +347,7 @@ func (w *iptablesWriter) port(p *PortState, chains, rules *lines) []string {
 	}
 
 	// From here on: the ServicePort's own chains.
+	w.own = ownMark{len(chains.buf), len(rules.buf), chains.n, rules.n}
 	var own []string
 	if hasInternal {
 		args := []string{"-A", internalChain, "-m", "comment", "--comment", quoted(name + " cluster IP"),
@@ -367,21 +409,36 @@ func (w *iptablesWriter) port(p *PortState, chains, rules *lines) []string {
 		w.endpointJumps(rules, p, names.Local, c.Local)
 	}
 	for _, ep := range c.Reachable {
-		sep := EndpointChain(p.Name, ep)
+		sep := w.sepChain(p, ep)
 		chains.chain(sep)
 		own = append(own, sep)
-		args := []string{"-A", sep}
-		if !w.largeCluster {
-			args = append(args, "-m", "comment", "--comment", name)
-		}
 		// Traffic that loops back to its own pod needs SNAT.
-		rules.write(append(args, "-s", ep.Addr.Addr().String(), "-j", chainMarkMasq)...)
+		w.sepPrefix(rules, sep, name)
+		rules.more("-s", ep.Addr.Addr().String(), "-j", chainMarkMasq)
+		rules.end()
+		w.sepPrefix(rules, sep, name)
 		if p.ClientIPAffinity {
-			args = append(args, "-m", "recent", "--name", sep, "--set")
+			rules.more("-m", "recent", "--name", sep, "--set")
 		}
-		rules.write(append(args, "-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", ep.String())...)
+		rules.more("-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", ep.String())
+		rules.end()
 	}
 	return own
+}
+
+func (w *iptablesWriter) sepPrefix(rules *lines, sep, name string) {
+	rules.start("-A", sep)
+	if !w.largeCluster {
+		rules.more("-m", "comment", "--comment", name)
+	}
+}
+
+// sepChain is the endpoint's KUBE-SEP chain, hashed once per Endpoint.
+func (w *iptablesWriter) sepChain(p *PortState, ep *Endpoint) string {
+	if ep.sepChain == "" {
+		ep.sepChain = EndpointChain(p.Name, ep)
+	}
+	return ep.sepChain
 }
 
 // endpointJumps writes a SVC/SVL chain: affinity checks first, then one
@@ -389,26 +446,45 @@ func (w *iptablesWriter) port(p *PortState, chains, rules *lines) []string {
 func (w *iptablesWriter) endpointJumps(rules *lines, p *PortState, chain string, eps []*Endpoint) {
 	name := p.Name.String()
 	if p.ClientIPAffinity {
+		seconds := strconv.Itoa(p.StickyMaxAgeSeconds)
 		for _, ep := range eps {
-			sep := EndpointChain(p.Name, ep)
-			args := []string{"-A", chain}
-			if !w.largeCluster {
-				args = append(args, "-m", "comment", "--comment", quoted(name+" -> "+ep.String()))
-			}
-			rules.write(append(args, "-m", "recent", "--name", sep, "--rcheck", "--seconds", strconv.Itoa(p.StickyMaxAgeSeconds), "--reap", "-j", sep)...)
+			sep := w.sepChain(p, ep)
+			w.jumpPrefix(rules, chain, name, ep)
+			rules.more("-m", "recent", "--name", sep, "--rcheck", "--seconds", seconds, "--reap", "-j", sep)
+			rules.end()
 		}
 	}
 	for i, ep := range eps {
-		args := []string{"-A", chain}
-		if !w.largeCluster {
-			args = append(args, "-m", "comment", "--comment", quoted(name+" -> "+ep.String()))
-		}
+		w.jumpPrefix(rules, chain, name, ep)
 		if i < len(eps)-1 {
-			args = append(args, "-m", "statistic", "--mode", "random", "--probability", probability(len(eps)-i))
+			rules.more("-m", "statistic", "--mode", "random", "--probability", probability(len(eps)-i))
 		}
-		rules.write(append(args, "-j", EndpointChain(p.Name, ep))...)
+		rules.more("-j", w.sepChain(p, ep))
+		rules.end()
+	}
+}
+
+func (w *iptablesWriter) jumpPrefix(rules *lines, chain, name string, ep *Endpoint) {
+	rules.start("-A", chain)
+	if !w.largeCluster {
+		rules.more("-m", "comment", "--comment")
+		rules.quoted(name, " -> ", ep.String())
 	}
 }
 
 // probability is upstream's computeProbability: 1/n with ten decimals.
-func probability(n int) string { return strconv.FormatFloat(1.0/float64(n), 'f', 10, 64) }
+func probability(n int) string {
+	if n < len(probabilities) {
+		return probabilities[n]
+	}
+	return strconv.FormatFloat(1.0/float64(n), 'f', 10, 64)
+}
+
+// probabilities holds the common values, as upstream precomputes them.
+var probabilities = func() []string {
+	p := make([]string, 64)
+	for n := 1; n < len(p); n++ {
+		p[n] = strconv.FormatFloat(1.0/float64(n), 'f', 10, 64)
+	}
+	return p
+}()
