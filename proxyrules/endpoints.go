@@ -48,7 +48,7 @@ func endpointsByPort(endpointSlices []*discoveryv1.EndpointSlice, family corev1.
 	slices.SortFunc(ordered, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
 
 	var errs []error
-	sets := map[ServicePortName]map[netip.AddrPort]*Endpoint{}
+	byPort := map[ServicePortName][]*Endpoint{}
 	for _, es := range ordered {
 		if es.AddressType != wantType {
 			continue
@@ -68,46 +68,53 @@ func endpointsByPort(endpointSlices []*discoveryv1.EndpointSlice, family corev1.
 				proto = *port.Protocol
 			}
 			name := ServicePortName{Namespace: es.Namespace, Name: svcName, Port: *port.Name, Protocol: proto}
-			set := sets[name]
-			if set == nil {
-				set = map[netip.AddrPort]*Endpoint{}
-				sets[name] = set
-			}
+			// One allocation for the slice's endpoints of this port.
+			block := make([]Endpoint, len(es.Endpoints))
+			eps := byPort[name]
 			for i := range es.Endpoints {
-				ep, err := newEndpoint(&es.Endpoints[i], uint16(*port.Port), nodeName)
-				if err != nil {
+				if err := fillEndpoint(&block[i], &es.Endpoints[i], uint16(*port.Port), nodeName); err != nil {
 					errs = append(errs, fmt.Errorf("endpointslice %s/%s: %w", es.Namespace, es.Name, err))
 					continue
 				}
-				if _, exists := set[ep.Addr]; !exists || !ep.Terminating {
-					set[ep.Addr] = ep
-				}
+				eps = append(eps, &block[i])
 			}
+			byPort[name] = eps
 		}
 	}
-	out := make(map[ServicePortName][]*Endpoint, len(sets))
-	for name, set := range sets {
-		eps := make([]*Endpoint, 0, len(set))
-		for _, ep := range set {
-			eps = append(eps, ep)
-		}
-		// kube-proxy sorts by the endpoint string, not by address value.
-		slices.SortFunc(eps, func(a, b *Endpoint) int { return cmp.Compare(a.String(), b.String()) })
-		out[name] = eps
+	for name, eps := range byPort {
+		byPort[name] = dedupEndpoints(eps)
 	}
-	return out, errs
+	return byPort, errs
 }
 
-func newEndpoint(e *discoveryv1.Endpoint, port uint16, nodeName string) (*Endpoint, error) {
+// dedupEndpoints sorts by kube-proxy's endpoint string and keeps one
+// endpoint per address as its EndpointSliceCache does: of several seen in
+// turn, a later one replaces the kept one unless it is terminating.
+func dedupEndpoints(eps []*Endpoint) []*Endpoint {
+	slices.SortStableFunc(eps, func(a, b *Endpoint) int { return cmp.Compare(a.str, b.str) })
+	out := eps[:0]
+	for _, e := range eps {
+		if n := len(out); n > 0 && out[n-1].Addr == e.Addr {
+			if !e.Terminating {
+				out[n-1] = e
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func fillEndpoint(ep *Endpoint, e *discoveryv1.Endpoint, port uint16, nodeName string) error {
 	if len(e.Addresses) == 0 {
-		return nil, fmt.Errorf("endpoint without addresses ignored")
+		return fmt.Errorf("endpoint without addresses ignored")
 	}
 	ip, ok := parseIPSloppy(e.Addresses[0])
 	if !ok {
-		return nil, fmt.Errorf("endpoint address %q is not an IP address; ignored", e.Addresses[0])
+		return fmt.Errorf("endpoint address %q is not an IP address; ignored", e.Addresses[0])
 	}
 	addr := netip.AddrPortFrom(ip, port)
-	ep := &Endpoint{
+	*ep = Endpoint{
 		Addr:        addr,
 		str:         addr.String(),
 		Local:       nodeName != "" && e.NodeName != nil && *e.NodeName == nodeName,
@@ -123,5 +130,5 @@ func newEndpoint(e *discoveryv1.Endpoint, port uint16, nodeName string) (*Endpoi
 			ep.NodeHints = append(ep.NodeHints, n.Name)
 		}
 	}
-	return ep, nil
+	return nil
 }

@@ -197,6 +197,9 @@ func protocolOrTCP(p corev1.Protocol) corev1.Protocol {
 // parseIPSloppy parses as Kubernetes does, accepting the IPv4 leading zeros
 // ("010.0.0.1" is 10.0.0.1) that older validation let through.
 func parseIPSloppy(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		return a.Unmap(), true
+	}
 	ip := netutils.ParseIPSloppy(s)
 	if ip == nil {
 		return netip.Addr{}, false
