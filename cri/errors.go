@@ -111,8 +111,11 @@ func wrapErr(op, id string, err error) error {
 }
 
 // IsNotFound reports whether err says the object of a CRI call does not
-// exist; a shorthand for errors.Is(err, ErrNotFound).
-func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+// exist: it matches ErrNotFound or carries gRPC code NotFound (as errors of
+// other CRI implementations, such as critest's, do).
+func IsNotFound(err error) bool {
+	return errors.Is(err, ErrNotFound) || err != nil && Code(err) == codes.NotFound
+}
 
 // ExitError is the error ExecSync returns when the command ran and exited
 // with a non-zero code (k8s.io/utils/exec.CodeExitError in the kubelet).
