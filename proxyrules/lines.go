@@ -52,5 +52,3 @@ func (l *lines) end() {
 
 // chain declares (and, under --noflush, flushes) a chain.
 func (l *lines) chain(name string) { l.write(":" + name + " - [0:0]") }
-
-func (l *lines) reset() { l.buf, l.n = l.buf[:0], 0 }
