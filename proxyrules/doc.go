@@ -33,6 +33,11 @@
 //   - IPTablesApplier.Apply loads a sync with `iptables-restore --noflush`
 //     (so rules it does not own are untouched), keeps the previous rules
 //     when the kernel refuses a payload, and names the refused line.
+//   - Model.Trace is a packet tracer: for a packet (source, destination,
+//     protocol, from or to the node) it says which endpoints the connection
+//     can reach, through which chains, whether it is masqueraded, or that it
+//     is rejected or dropped, and why. The kernel tests of this package
+//     check that its answers match what real packets do.
 //
 // Run one Model per family for dual-stack. IPVS is not offered: kube-proxy
 // deprecated it in 1.35 and many kernels, this test bed's included, lack it.

@@ -84,3 +84,16 @@ func ExampleChainsFor() {
 	fmt.Println(proxyrules.ChainsFor(name).Cluster)
 	// Output: KUBE-SVC-XPGD46QRK7WJZT7O
 }
+
+// Ask where a connection goes, without reading a single rule.
+func ExampleModel_Trace() {
+	services, slices := exampleObjects()
+	cfg := proxyrules.DefaultConfig("node-a")
+	cfg.ClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
+	m, _ := proxyrules.NewModel(cfg, services, slices)
+	fmt.Println(m.Trace(proxyrules.Packet{Src: netip.MustParseAddr("10.244.3.3"), Dst: netip.MustParseAddrPort("10.96.0.10:80")}))
+	fmt.Println(m.Trace(proxyrules.Packet{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddrPort("10.96.0.10:443")}))
+	// Output:
+	// DNAT default/web:http (cluster IP) via KUBE-SERVICES > KUBE-SVC-CDGGSHYLG3RE2FKL to [10.244.1.5:8080]
+	// NONE: no Service port matches this destination
+}

@@ -67,12 +67,17 @@ func TestIPTablesRealPackets(t *testing.T) {
 	if _, err := applier.Apply(ctx, m, true); err != nil {
 		t.Fatal(err)
 	}
-	checkLabTraffic(t, lab)
+	checkLabTraffic(t, lab, m)
 }
 
-// checkLabTraffic sends the lab's traffic cases; shared by both backends.
-func checkLabTraffic(t *testing.T, lab *netLab) {
+// checkLabTraffic sends the lab's traffic cases, and checks that the
+// tracer predicted what the kernel did; shared by both backends.
+func checkLabTraffic(t *testing.T, lab *netLab, m *Model) {
+	fromClient := func(dst string) Trace {
+		return m.Trace(Packet{Src: lab.clientIP, Dst: addrPort(dst), ToNode: strings.HasPrefix(dst, lab.nodeIP.String()+":")})
+	}
 	t.Run("ClusterIP spreads over every backend", func(t *testing.T) {
+		tr := fromClient("203.0.113.10:80")
 		seen := map[string]int{}
 		for range 60 {
 			r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
@@ -81,24 +86,35 @@ func checkLabTraffic(t *testing.T, lab *netLab) {
 			}
 			seen[r.backend]++
 			// Off-cluster traffic to a ClusterIP is masqueraded.
-			if r.source != lab.backendGateway(r.backend) {
-				t.Fatalf("%s saw source %s, want the node's address %s (masquerade)", r.backend, r.source, lab.backendGateway(r.backend))
+			if r.source != lab.backendGateway(r.backend) || !tr.Masquerade {
+				t.Fatalf("%s saw source %s (tracer masquerade=%v), want the node's address %s", r.backend, r.source, tr.Masquerade, lab.backendGateway(r.backend))
 			}
 		}
 		if len(seen) != 3 {
 			t.Fatalf("60 connections reached %v, want all of be1, be2, be3", seen)
 		}
+		lab.expectTrace(t, tr, VerdictDNAT, seen)
 	})
 	t.Run("NodePort", func(t *testing.T) {
-		if _, err := lab.dialTCP(t, addrPort("192.0.2.1:30080")); err != nil {
+		r, err := lab.dialTCP(t, addrPort("192.0.2.1:30080"))
+		if err != nil {
 			t.Fatal(err)
+		}
+		tr := fromClient("192.0.2.1:30080")
+		lab.expectTrace(t, tr, VerdictDNAT, nil)
+		if !lab.traceReaches(tr, r.backend) || !tr.Masquerade {
+			t.Fatalf("reached %s seeing %s; tracer said %v", r.backend, r.source, tr)
 		}
 	})
 	t.Run("externalIP", func(t *testing.T) {
 		lab.node.Run(t, "ip", "addr", "add", "203.0.113.20/32", "dev", "lo")
 		lab.client.Run(t, "ip", "route", "add", "203.0.113.20/32", "via", "192.0.2.1")
-		if _, err := lab.dialTCP(t, addrPort("203.0.113.20:80")); err != nil {
+		r, err := lab.dialTCP(t, addrPort("203.0.113.20:80"))
+		if err != nil {
 			t.Fatal(err)
+		}
+		if tr := fromClient("203.0.113.20:80"); !lab.traceReaches(tr, r.backend) {
+			t.Fatalf("reached %s; tracer said %v", r.backend, tr)
 		}
 	})
 	t.Run("ClientIP affinity sticks to one backend", func(t *testing.T) {
@@ -115,6 +131,9 @@ func checkLabTraffic(t *testing.T, lab *netLab) {
 				t.Fatalf("affinity broken: first %s, then %s", first.backend, r.backend)
 			}
 		}
+		if tr := fromClient("203.0.113.11:80"); !tr.Affinity || !lab.traceReaches(tr, first.backend) {
+			t.Fatalf("tracer said %v", tr)
+		}
 	})
 	t.Run("no endpoints is refused, not a black hole", func(t *testing.T) {
 		for _, dst := range []string{"203.0.113.12:80", "192.0.2.1:30082"} {
@@ -126,6 +145,7 @@ func checkLabTraffic(t *testing.T, lab *netLab) {
 			if time.Since(start) > 2*time.Second {
 				t.Fatalf("%s: refusal took %v: a timeout, not a REJECT", dst, time.Since(start))
 			}
+			lab.expectTrace(t, fromClient(dst), VerdictReject, nil)
 		}
 	})
 	t.Run("externalTrafficPolicy Local keeps the client IP and only local backends", func(t *testing.T) {
@@ -138,25 +158,82 @@ func checkLabTraffic(t *testing.T, lab *netLab) {
 				t.Fatalf("reply %+v, want be1 seeing the client %s", r, lab.clientIP)
 			}
 		}
+		tr := fromClient("192.0.2.1:30081")
+		lab.expectTrace(t, tr, VerdictDNAT, map[string]int{"be1": 1})
+		if tr.Masquerade {
+			t.Fatalf("tracer said %v, want the source kept", tr)
+		}
 	})
 	t.Run("terminating endpoints still serve when nothing is ready", func(t *testing.T) {
-		seen := map[string]bool{}
+		seen := map[string]int{}
 		for range 30 {
 			r, err := lab.dialTCP(t, addrPort("203.0.113.14:80"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			seen[r.backend] = true
+			seen[r.backend]++
 		}
-		if seen["be1"] || len(seen) == 0 {
-			t.Fatalf("reached %v, want only the terminating be2/be3", seen)
+		if seen["be1"] > 0 || len(seen) != 2 {
+			t.Fatalf("reached %v, want the terminating be2 and be3", seen)
 		}
+		lab.expectTrace(t, fromClient("203.0.113.14:80"), VerdictDNAT, seen)
 	})
 	t.Run("UDP", func(t *testing.T) {
-		if _, err := lab.dialUDP(t, addrPort("203.0.113.15:53")); err != nil {
+		r, err := lab.dialUDP(t, addrPort("203.0.113.15:53"))
+		if err != nil {
 			t.Fatal(err)
 		}
+		tr := m.Trace(Packet{Src: lab.clientIP, Dst: addrPort("203.0.113.15:53"), Protocol: corev1.ProtocolUDP})
+		if !lab.traceReaches(tr, r.backend) {
+			t.Fatalf("reached %s; tracer said %v", r.backend, tr)
+		}
 	})
+}
+
+// expectTrace checks the tracer's verdict and, when reached is given, that
+// its endpoints are exactly the backends the kernel reached.
+func (lab *netLab) expectTrace(t *testing.T, tr Trace, want Verdict, reached map[string]int) {
+	t.Helper()
+	if tr.Verdict != want {
+		t.Fatalf("tracer said %v, the kernel did %s", tr, want)
+	}
+	if reached == nil {
+		return
+	}
+	names := map[string]bool{}
+	for _, e := range tr.Endpoints {
+		names[lab.backendOf(e)] = true
+	}
+	for b := range reached {
+		if !names[b] {
+			t.Fatalf("the kernel reached %s, the tracer's endpoints are %v", b, tr)
+		}
+	}
+	if len(names) != len(reached) {
+		t.Fatalf("tracer endpoints %v, the kernel reached %v", tr, reached)
+	}
+}
+
+func (lab *netLab) traceReaches(tr Trace, backend string) bool {
+	if tr.Verdict != VerdictDNAT {
+		return false
+	}
+	for _, e := range tr.Endpoints {
+		if lab.backendOf(e) == backend {
+			return true
+		}
+	}
+	return false
+}
+
+// backendOf names the lab backend an endpoint is on.
+func (lab *netLab) backendOf(e *Endpoint) string {
+	for i, ip := range lab.backendIPs {
+		if e.Addr.Addr() == ip {
+			return "be" + strconv.Itoa(i+1)
+		}
+	}
+	return e.String()
 }
 
 // backendGateway is the node's address on a backend's link: what the
