@@ -105,11 +105,12 @@ func ReadLogs(ctx context.Context, path, containerID string, opts LogOptions, rs
 		stop    bool
 	)
 	newLine, found := true, true
+	var long []byte // a line longer than the read buffer
 	for {
 		if stop || (limited && left == 0) {
 			return nil
 		}
-		l, err := r.ReadBytes('\n')
+		l, err := readLine(r, &long)
 		if err != nil {
 			if err != io.EOF {
 				return fmt.Errorf("cri: logs: read %q: %w", path, err)
@@ -177,6 +178,22 @@ func ReadLogs(ctx context.Context, path, containerID string, opts LogOptions, rs
 		}
 		newLine = len(msg.Log) == 0 || msg.Log[len(msg.Log)-1] == '\n'
 	}
+}
+
+// readLine is bufio.Reader.ReadBytes without a copy per line: the result
+// aliases the reader's buffer (or *long, for lines that do not fit in it)
+// and is valid until the next call.
+func readLine(r *bufio.Reader, long *[]byte) ([]byte, error) {
+	l, err := r.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return l, err
+	}
+	*long = append((*long)[:0], l...)
+	for err == bufio.ErrBufferFull {
+		l, err = r.ReadSlice('\n')
+		*long = append(*long, l...)
+	}
+	return *long, err
 }
 
 // waitLogs waits for the log to change. found is false when the container no

@@ -277,3 +277,17 @@ func TestLogOptionsFor(t *testing.T) {
 		t.Fatalf("LogOptionsFor with sinceTime = %+v", o)
 	}
 }
+
+// TestReadLogsLongLine: records longer than the read buffer come through
+// whole.
+func TestReadLogsLongLine(t *testing.T) {
+	long := strings.Repeat("x", 70000)
+	path := writeLog(t, "2020-09-27T11:18:01.000000000Z stdout F "+long+"\n2020-09-27T11:18:02.000000000Z stdout F short\n")
+	var out bytes.Buffer
+	if err := cri.ReadLogs(context.Background(), path, "", cri.LogOptions{}, nil, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != long+"\nshort\n" {
+		t.Fatalf("read %d bytes, want %d", out.Len(), len(long)+7)
+	}
+}
