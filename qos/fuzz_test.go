@@ -10,6 +10,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
+// The seed corpus in testdata/fuzz holds, for each target, one input per
+// kind of pod fuzzing reached (class, sidecars, pod-level resources, preset
+// status, node-critical), and FuzzResources/049129211f4c2401, a memory
+// request of 2^63-1 bytes whose 1000*request wraps as upstream's does.
+
 // fuzzPod decodes arbitrary bytes into a pod: init, sidecar and regular
 // containers, pod-level resources, overhead, preset status, static and
 // mirror annotations, priorities and odd UIDs. Every input decodes to some
