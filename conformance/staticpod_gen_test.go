@@ -9,27 +9,27 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// manifestGen makes random static pod manifests for the differential
+// spGen makes random static pod manifests for the differential
 // tests: mostly valid pods touching the fields the kubelet defaults,
 // hashes and validates, plus one mutation in about half of them that a
 // kubelet must reject (or, for the quirks, accept with a report).
-type manifestGen struct {
+type spGen struct {
 	r *rand.Rand
 }
 
-type manifest struct {
+type spManifest struct {
 	data []byte
 	desc string // what the generator did, for failure messages
 }
 
-func newManifestGen(seed uint64) *manifestGen {
-	return &manifestGen{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+func newSPGen(seed uint64) *spGen {
+	return &spGen{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
 
-func (g *manifestGen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
-func (g *manifestGen) chance(p float64) bool    { return g.r.Float64() < p }
+func (g *spGen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
+func (g *spGen) chance(p float64) bool    { return g.r.Float64() < p }
 
-func (g *manifestGen) container(name string, init bool) map[string]any {
+func (g *spGen) container(name string, init bool) map[string]any {
 	c := map[string]any{
 		"name":  name,
 		"image": g.pick("busybox", "busybox:latest", "registry.k8s.io/pause:3.10", "nginx@sha256:"+strings.Repeat("a", 64), "Busybox", "localhost:5000/x/y:1"),
@@ -96,7 +96,7 @@ func (g *manifestGen) container(name string, init bool) map[string]any {
 }
 
 // pod returns a manifest as a map, and whether it has a volume named data.
-func (g *manifestGen) pod(name string) map[string]any {
+func (g *spGen) pod(name string) map[string]any {
 	meta := map[string]any{"name": name}
 	if g.chance(0.4) {
 		meta["namespace"] = g.pick("default", "kube-system", "team-a")
@@ -177,139 +177,163 @@ func (g *manifestGen) pod(name string) map[string]any {
 	return p
 }
 
-func (g *manifestGen) pick1(xs ...map[string]any) map[string]any { return xs[g.r.IntN(len(xs))] }
+func (g *spGen) pick1(xs ...map[string]any) map[string]any { return xs[g.r.IntN(len(xs))] }
 
-// mutations make a manifest that the kubelet refuses; each names itself.
-var mutations = []struct {
+// spMutations make a manifest that the kubelet refuses; each names itself.
+var spMutations = []struct {
 	name string
-	f    func(g *manifestGen, p map[string]any)
+	f    func(g *spGen, p map[string]any)
 }{
-	{"no-name", func(_ *manifestGen, p map[string]any) { delete(meta(p), "name") }},
-	{"name-uppercase", func(_ *manifestGen, p map[string]any) { meta(p)["name"] = "Web" }},
-	{"name-too-long", func(_ *manifestGen, p map[string]any) { meta(p)["name"] = strings.Repeat("a", 250) }},
-	{"namespace-invalid", func(_ *manifestGen, p map[string]any) { meta(p)["namespace"] = "Kube_System" }},
-	{"label-invalid", func(_ *manifestGen, p map[string]any) { meta(p)["labels"] = map[string]any{"a b": "c"} }},
-	{"annotation-key-invalid", func(_ *manifestGen, p map[string]any) { meta(p)["annotations"] = map[string]any{"-x": "y"} }},
-	{"no-containers", func(_ *manifestGen, p map[string]any) { delete(spec(p), "containers") }},
-	{"container-name-invalid", func(_ *manifestGen, p map[string]any) { ctr(p)["name"] = "C_1" }},
-	{"container-name-duplicate", func(_ *manifestGen, p map[string]any) {
-		spec(p)["containers"] = append(spec(p)["containers"].([]any), map[string]any{"name": ctr(p)["name"], "image": "busybox"})
+	{"no-name", func(_ *spGen, p map[string]any) { delete(spMeta(p), "name") }},
+	{"name-uppercase", func(_ *spGen, p map[string]any) { spMeta(p)["name"] = "Web" }},
+	{"name-too-long", func(_ *spGen, p map[string]any) { spMeta(p)["name"] = strings.Repeat("a", 250) }},
+	{"namespace-invalid", func(_ *spGen, p map[string]any) { spMeta(p)["namespace"] = "Kube_System" }},
+	{"label-invalid", func(_ *spGen, p map[string]any) { spMeta(p)["labels"] = map[string]any{"a b": "c"} }},
+	{"annotation-key-invalid", func(_ *spGen, p map[string]any) { spMeta(p)["annotations"] = map[string]any{"-x": "y"} }},
+	{"no-containers", func(_ *spGen, p map[string]any) { delete(spSpec(p), "containers") }},
+	{"container-name-invalid", func(_ *spGen, p map[string]any) { spCtr(p)["name"] = "C_1" }},
+	{"container-name-duplicate", func(_ *spGen, p map[string]any) {
+		spSpec(p)["containers"] = append(spSpec(p)["containers"].([]any), map[string]any{"name": spCtr(p)["name"], "image": "busybox"})
 	}},
-	{"image-empty", func(_ *manifestGen, p map[string]any) { delete(ctr(p), "image") }},
-	{"image-whitespace", func(_ *manifestGen, p map[string]any) { ctr(p)["image"] = " busybox" }},
-	{"pull-policy-invalid", func(_ *manifestGen, p map[string]any) { ctr(p)["imagePullPolicy"] = "Sometimes" }},
-	{"port-zero", func(_ *manifestGen, p map[string]any) { ctr(p)["ports"] = []any{map[string]any{"containerPort": 0}} }},
-	{"port-too-big", func(_ *manifestGen, p map[string]any) { ctr(p)["ports"] = []any{map[string]any{"containerPort": 70000}} }},
-	{"port-protocol-invalid", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["ports"] = []any{map[string]any{"containerPort": 80, "protocol": "ICMP"}}
+	{"image-empty", func(_ *spGen, p map[string]any) { delete(spCtr(p), "image") }},
+	{"image-whitespace", func(_ *spGen, p map[string]any) { spCtr(p)["image"] = " busybox" }},
+	{"pull-policy-invalid", func(_ *spGen, p map[string]any) { spCtr(p)["imagePullPolicy"] = "Sometimes" }},
+	{"port-zero", func(_ *spGen, p map[string]any) { spCtr(p)["ports"] = []any{map[string]any{"containerPort": 0}} }},
+	{"port-too-big", func(_ *spGen, p map[string]any) {
+		spCtr(p)["ports"] = []any{map[string]any{"containerPort": 70000}}
 	}},
-	{"port-name-invalid", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["ports"] = []any{map[string]any{"containerPort": 80, "name": "Not_Valid"}}
+	{"port-protocol-invalid", func(_ *spGen, p map[string]any) {
+		spCtr(p)["ports"] = []any{map[string]any{"containerPort": 80, "protocol": "ICMP"}}
 	}},
-	{"hostnetwork-port-mismatch", func(_ *manifestGen, p map[string]any) {
-		spec(p)["hostNetwork"] = true
-		ctr(p)["ports"] = []any{map[string]any{"containerPort": 80, "hostPort": 81}}
+	{"port-name-invalid", func(_ *spGen, p map[string]any) {
+		spCtr(p)["ports"] = []any{map[string]any{"containerPort": 80, "name": "Not_Valid"}}
 	}},
-	{"host-port-conflict", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["ports"] = []any{map[string]any{"containerPort": 80, "hostPort": 8080}, map[string]any{"containerPort": 81, "hostPort": 8080}}
+	{"hostnetwork-port-mismatch", func(_ *spGen, p map[string]any) {
+		spSpec(p)["hostNetwork"] = true
+		spCtr(p)["ports"] = []any{map[string]any{"containerPort": 80, "hostPort": 81}}
 	}},
-	{"resource-name-invalid", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["resources"] = map[string]any{"limits": map[string]any{"gpu": "1"}}
+	{"host-port-conflict", func(_ *spGen, p map[string]any) {
+		spCtr(p)["ports"] = []any{map[string]any{"containerPort": 80, "hostPort": 8080}, map[string]any{"containerPort": 81, "hostPort": 8080}}
 	}},
-	{"resource-negative", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["resources"] = map[string]any{"requests": map[string]any{"cpu": "-1"}}
+	{"resource-name-invalid", func(_ *spGen, p map[string]any) {
+		spCtr(p)["resources"] = map[string]any{"limits": map[string]any{"gpu": "1"}}
 	}},
-	{"requests-over-limits", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["resources"] = map[string]any{"requests": map[string]any{"memory": "2Gi"}, "limits": map[string]any{"memory": "1Gi"}}
+	{"resource-negative", func(_ *spGen, p map[string]any) {
+		spCtr(p)["resources"] = map[string]any{"requests": map[string]any{"cpu": "-1"}}
 	}},
-	{"resource-unparsable", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["resources"] = map[string]any{"requests": map[string]any{"cpu": "lots"}}
+	{"requests-over-limits", func(_ *spGen, p map[string]any) {
+		spCtr(p)["resources"] = map[string]any{"requests": map[string]any{"memory": "2Gi"}, "limits": map[string]any{"memory": "1Gi"}}
 	}},
-	{"mount-missing-volume", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["volumeMounts"] = []any{map[string]any{"name": "nope", "mountPath": "/x"}}
+	{"resource-unparsable", func(_ *spGen, p map[string]any) {
+		spCtr(p)["resources"] = map[string]any{"requests": map[string]any{"cpu": "lots"}}
 	}},
-	{"mount-path-duplicate", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["volumeMounts"] = []any{map[string]any{"name": "data", "mountPath": "/x"}, map[string]any{"name": "data", "mountPath": "/x"}}
+	{"mount-missing-volume", func(_ *spGen, p map[string]any) {
+		spCtr(p)["volumeMounts"] = []any{map[string]any{"name": "nope", "mountPath": "/x"}}
 	}},
-	{"volume-two-sources", func(_ *manifestGen, p map[string]any) {
-		spec(p)["volumes"] = []any{map[string]any{"name": "data", "emptyDir": map[string]any{}, "hostPath": map[string]any{"path": "/x"}}}
+	{"mount-path-duplicate", func(_ *spGen, p map[string]any) {
+		spCtr(p)["volumeMounts"] = []any{map[string]any{"name": "data", "mountPath": "/x"}, map[string]any{"name": "data", "mountPath": "/x"}}
 	}},
-	{"volume-name-duplicate", func(_ *manifestGen, p map[string]any) {
-		spec(p)["volumes"] = []any{map[string]any{"name": "data"}, map[string]any{"name": "data"}}
+	{"volume-two-sources", func(_ *spGen, p map[string]any) {
+		spSpec(p)["volumes"] = []any{map[string]any{"name": "data", "emptyDir": map[string]any{}, "hostPath": map[string]any{"path": "/x"}}}
 	}},
-	{"hostpath-no-path", func(_ *manifestGen, p map[string]any) {
-		spec(p)["volumes"] = []any{map[string]any{"name": "data", "hostPath": map[string]any{"path": ""}}}
+	{"volume-name-duplicate", func(_ *spGen, p map[string]any) {
+		spSpec(p)["volumes"] = []any{map[string]any{"name": "data"}, map[string]any{"name": "data"}}
 	}},
-	{"probe-no-handler", func(_ *manifestGen, p map[string]any) { ctr(p)["livenessProbe"] = map[string]any{"periodSeconds": 3} }},
-	{"liveness-success-threshold", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["livenessProbe"] = map[string]any{"exec": map[string]any{"command": []any{"true"}}, "successThreshold": 2}
+	{"hostpath-no-path", func(_ *spGen, p map[string]any) {
+		spSpec(p)["volumes"] = []any{map[string]any{"name": "data", "hostPath": map[string]any{"path": ""}}}
 	}},
-	{"init-probe", func(_ *manifestGen, p map[string]any) {
-		spec(p)["initContainers"] = []any{map[string]any{"name": "i", "image": "busybox", "readinessProbe": map[string]any{"exec": map[string]any{"command": []any{"true"}}}}}
+	{"probe-no-handler", func(_ *spGen, p map[string]any) { spCtr(p)["livenessProbe"] = map[string]any{"periodSeconds": 3} }},
+	{"liveness-success-threshold", func(_ *spGen, p map[string]any) {
+		spCtr(p)["livenessProbe"] = map[string]any{"exec": map[string]any{"command": []any{"true"}}, "successThreshold": 2}
 	}},
-	{"init-restart-never", func(_ *manifestGen, p map[string]any) {
-		spec(p)["initContainers"] = []any{map[string]any{"name": "i", "image": "busybox", "restartPolicy": "Never"}}
+	{"init-probe", func(_ *spGen, p map[string]any) {
+		spSpec(p)["initContainers"] = []any{map[string]any{"name": "i", "image": "busybox", "readinessProbe": map[string]any{"exec": map[string]any{"command": []any{"true"}}}}}
 	}},
-	{"restart-policy-invalid", func(_ *manifestGen, p map[string]any) { spec(p)["restartPolicy"] = "Sometimes" }},
-	{"dns-policy-invalid", func(_ *manifestGen, p map[string]any) { spec(p)["dnsPolicy"] = "Google" }},
-	{"dns-none-without-config", func(_ *manifestGen, p map[string]any) { spec(p)["dnsPolicy"] = "None" }},
-	{"active-deadline-zero", func(_ *manifestGen, p map[string]any) { spec(p)["activeDeadlineSeconds"] = 0 }},
-	{"toleration-invalid", func(_ *manifestGen, p map[string]any) {
-		spec(p)["tolerations"] = []any{map[string]any{"operator": "Equal", "value": "x"}}
+	{"init-restart-never", func(_ *spGen, p map[string]any) {
+		spSpec(p)["initContainers"] = []any{map[string]any{"name": "i", "image": "busybox", "restartPolicy": "Never"}}
 	}},
-	{"node-selector-invalid", func(_ *manifestGen, p map[string]any) { spec(p)["nodeSelector"] = map[string]any{"a b": "c"} }},
-	{"ephemeral-containers", func(_ *manifestGen, p map[string]any) {
-		spec(p)["ephemeralContainers"] = []any{map[string]any{"name": "dbg", "image": "busybox"}}
+	{"init-restart-invalid", func(_ *spGen, p map[string]any) {
+		spSpec(p)["initContainers"] = []any{map[string]any{"name": "i", "image": "busybox", "restartPolicy": "Sometimes"}}
 	}},
-	{"service-account", func(_ *manifestGen, p map[string]any) { spec(p)["serviceAccountName"] = "default" }},
-	{"deprecated-service-account", func(_ *manifestGen, p map[string]any) { spec(p)["serviceAccount"] = "default" }},
-	{"image-pull-secret", func(_ *manifestGen, p map[string]any) { spec(p)["imagePullSecrets"] = []any{map[string]any{"name": "reg"}} }},
-	{"env-secret", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["env"] = []any{map[string]any{"name": "X", "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "s", "key": "k"}}}}
+	{"init-lifecycle", func(_ *spGen, p map[string]any) {
+		spSpec(p)["initContainers"] = []any{map[string]any{"name": "i", "image": "busybox", "lifecycle": map[string]any{"preStop": map[string]any{"exec": map[string]any{"command": []any{"true"}}}}}}
 	}},
-	{"envfrom-configmap", func(_ *manifestGen, p map[string]any) {
-		ctr(p)["envFrom"] = []any{map[string]any{"configMapRef": map[string]any{"name": "c"}}}
+	{"container-restart-policy", func(g *spGen, p map[string]any) {
+		spCtr(p)["restartPolicy"] = g.pick("Never", "OnFailure", "Always", "Bogus")
 	}},
-	{"configmap-volume", func(_ *manifestGen, p map[string]any) {
-		spec(p)["volumes"] = []any{map[string]any{"name": "data", "configMap": map[string]any{"name": "c"}}}
+	{"env-name-digit", func(_ *spGen, p map[string]any) { spCtr(p)["env"] = []any{map[string]any{"name": "1X", "value": "v"}} }},
+	{"env-name-equals", func(_ *spGen, p map[string]any) { spCtr(p)["env"] = []any{map[string]any{"name": "A=B", "value": "v"}} }},
+	{"hostname-invalid", func(_ *spGen, p map[string]any) { spSpec(p)["hostname"] = "Not_Valid" }},
+	{"active-deadline-ok", func(_ *spGen, p map[string]any) { spSpec(p)["activeDeadlineSeconds"] = 30 }},
+	{"hugepages", func(_ *spGen, p map[string]any) {
+		spCtr(p)["resources"] = map[string]any{"limits": map[string]any{"hugepages-2Mi": "2Mi", "memory": "64Mi"}}
 	}},
-	{"secret-volume", func(_ *manifestGen, p map[string]any) {
-		spec(p)["volumes"] = []any{map[string]any{"name": "data", "secret": map[string]any{"secretName": "s"}}}
+	{"extended-resource", func(_ *spGen, p map[string]any) {
+		spCtr(p)["resources"] = map[string]any{"limits": map[string]any{"example.com/gpu": "1"}}
 	}},
-	{"pvc-volume", func(_ *manifestGen, p map[string]any) {
-		spec(p)["volumes"] = []any{map[string]any{"name": "data", "persistentVolumeClaim": map[string]any{"claimName": "c"}}}
+	{"uid-given", func(_ *spGen, p map[string]any) { spMeta(p)["uid"] = "given-uid" }},
+	{"restart-policy-invalid", func(_ *spGen, p map[string]any) { spSpec(p)["restartPolicy"] = "Sometimes" }},
+	{"dns-policy-invalid", func(_ *spGen, p map[string]any) { spSpec(p)["dnsPolicy"] = "Google" }},
+	{"dns-none-without-config", func(_ *spGen, p map[string]any) { spSpec(p)["dnsPolicy"] = "None" }},
+	{"active-deadline-zero", func(_ *spGen, p map[string]any) { spSpec(p)["activeDeadlineSeconds"] = 0 }},
+	{"toleration-invalid", func(_ *spGen, p map[string]any) {
+		spSpec(p)["tolerations"] = []any{map[string]any{"operator": "Equal", "value": "x"}}
 	}},
-	{"projected-token", func(_ *manifestGen, p map[string]any) {
-		spec(p)["volumes"] = []any{map[string]any{"name": "data", "projected": map[string]any{"sources": []any{
+	{"node-selector-invalid", func(_ *spGen, p map[string]any) { spSpec(p)["nodeSelector"] = map[string]any{"a b": "c"} }},
+	{"ephemeral-containers", func(_ *spGen, p map[string]any) {
+		spSpec(p)["ephemeralContainers"] = []any{map[string]any{"name": "dbg", "image": "busybox"}}
+	}},
+	{"service-account", func(_ *spGen, p map[string]any) { spSpec(p)["serviceAccountName"] = "default" }},
+	{"deprecated-service-account", func(_ *spGen, p map[string]any) { spSpec(p)["serviceAccount"] = "default" }},
+	{"image-pull-secret", func(_ *spGen, p map[string]any) {
+		spSpec(p)["imagePullSecrets"] = []any{map[string]any{"name": "reg"}}
+	}},
+	{"env-secret", func(_ *spGen, p map[string]any) {
+		spCtr(p)["env"] = []any{map[string]any{"name": "X", "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "s", "key": "k"}}}}
+	}},
+	{"envfrom-configmap", func(_ *spGen, p map[string]any) {
+		spCtr(p)["envFrom"] = []any{map[string]any{"configMapRef": map[string]any{"name": "c"}}}
+	}},
+	{"configmap-volume", func(_ *spGen, p map[string]any) {
+		spSpec(p)["volumes"] = []any{map[string]any{"name": "data", "configMap": map[string]any{"name": "c"}}}
+	}},
+	{"secret-volume", func(_ *spGen, p map[string]any) {
+		spSpec(p)["volumes"] = []any{map[string]any{"name": "data", "secret": map[string]any{"secretName": "s"}}}
+	}},
+	{"pvc-volume", func(_ *spGen, p map[string]any) {
+		spSpec(p)["volumes"] = []any{map[string]any{"name": "data", "persistentVolumeClaim": map[string]any{"claimName": "c"}}}
+	}},
+	{"projected-token", func(_ *spGen, p map[string]any) {
+		spSpec(p)["volumes"] = []any{map[string]any{"name": "data", "projected": map[string]any{"sources": []any{
 			map[string]any{"serviceAccountToken": map[string]any{"path": "token"}}}}}}
 	}},
-	{"projected-downward-ok", func(_ *manifestGen, p map[string]any) {
-		spec(p)["volumes"] = []any{map[string]any{"name": "data", "projected": map[string]any{"sources": []any{
+	{"projected-downward-ok", func(_ *spGen, p map[string]any) {
+		spSpec(p)["volumes"] = []any{map[string]any{"name": "data", "projected": map[string]any{"sources": []any{
 			map[string]any{"downwardAPI": map[string]any{"items": []any{map[string]any{"path": "n", "fieldRef": map[string]any{"fieldPath": "metadata.name"}}}}}}}}}
 	}},
-	{"resource-claims", func(_ *manifestGen, p map[string]any) {
-		spec(p)["resourceClaims"] = []any{map[string]any{"name": "gpu", "resourceClaimName": "gpu"}}
+	{"resource-claims", func(_ *spGen, p map[string]any) {
+		spSpec(p)["resourceClaims"] = []any{map[string]any{"name": "gpu", "resourceClaimName": "gpu"}}
 	}},
-	{"kind-podlist", func(_ *manifestGen, p map[string]any) {
+	{"kind-podlist", func(_ *spGen, p map[string]any) {
 		items := map[string]any{"metadata": p["metadata"], "spec": p["spec"]}
 		for k := range p {
 			delete(p, k)
 		}
 		p["apiVersion"], p["kind"], p["items"] = "v1", "PodList", []any{items}
 	}},
-	{"kind-deployment", func(_ *manifestGen, p map[string]any) { p["apiVersion"], p["kind"] = "apps/v1", "Deployment" }},
-	{"no-apiversion", func(_ *manifestGen, p map[string]any) { delete(p, "apiVersion") }},
-	{"no-kind", func(_ *manifestGen, p map[string]any) { delete(p, "kind") }},
-	{"wrong-type", func(_ *manifestGen, p map[string]any) { spec(p)["containers"] = "busybox" }},
+	{"kind-deployment", func(_ *spGen, p map[string]any) { p["apiVersion"], p["kind"] = "apps/v1", "Deployment" }},
+	{"no-apiversion", func(_ *spGen, p map[string]any) { delete(p, "apiVersion") }},
+	{"no-kind", func(_ *spGen, p map[string]any) { delete(p, "kind") }},
+	{"wrong-type", func(_ *spGen, p map[string]any) { spSpec(p)["containers"] = "busybox" }},
 }
 
-func meta(p map[string]any) map[string]any { return p["metadata"].(map[string]any) }
-func spec(p map[string]any) map[string]any { return p["spec"].(map[string]any) }
-func ctr(p map[string]any) map[string]any {
-	cs, _ := spec(p)["containers"].([]any)
+func spMeta(p map[string]any) map[string]any { return p["metadata"].(map[string]any) }
+func spSpec(p map[string]any) map[string]any { return p["spec"].(map[string]any) }
+func spCtr(p map[string]any) map[string]any {
+	cs, _ := spSpec(p)["containers"].([]any)
 	if len(cs) == 0 {
 		c := map[string]any{"name": "c0", "image": "busybox"}
-		spec(p)["containers"] = []any{c}
+		spSpec(p)["containers"] = []any{c}
 		return c
 	}
 	return cs[0].(map[string]any)
@@ -317,11 +341,11 @@ func ctr(p map[string]any) map[string]any {
 
 // manifest returns one manifest for a pod called name: YAML or JSON,
 // valid or with one mutation, and now and then a byte-level oddity.
-func (g *manifestGen) manifest(name string) manifest {
+func (g *spGen) manifest(name string) spManifest {
 	p := g.pod(name)
 	desc := []string{}
 	if g.chance(0.5) {
-		m := mutations[g.r.IntN(len(mutations))]
+		m := spMutations[g.r.IntN(len(spMutations))]
 		m.f(g, p)
 		desc = append(desc, m.name)
 	}
@@ -352,5 +376,5 @@ func (g *manifestGen) manifest(name string) manifest {
 		desc = append(desc, "empty")
 		data = nil
 	}
-	return manifest{data: data, desc: name + ":" + strings.Join(desc, ",")}
+	return spManifest{data: data, desc: name + ":" + strings.Join(desc, ",")}
 }

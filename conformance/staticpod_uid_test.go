@@ -16,11 +16,11 @@ import (
 	"github.com/kube-nodekit/nodekit/staticpod"
 )
 
-// upstreamFileUID computes the UID the kubelet gives a manifest file, with
+// spUpstreamFileUID computes the UID the kubelet gives a manifest file, with
 // the steps of tryDecodeSinglePod and applyDefaults
 // (pkg/kubelet/config/common.go): decode and default with the legacy
 // scheme, then DeepHashObject plus host and file.
-func upstreamFileUID(data []byte, node, path string) (string, error) {
+func spUpstreamFileUID(data []byte, node, path string) (string, error) {
 	js, err := utilyaml.ToJSON(data)
 	if err != nil {
 		return "", err
@@ -47,16 +47,16 @@ func upstreamFileUID(data []byte, node, path string) (string, error) {
 // accept, nodekit's UID (and so kubernetes.io/config.hash) is byte-equal to
 // the kubelet's (applyDefaults in pkg/kubelet/config/common.go).
 func TestStaticPodUIDMatchesUpstream(t *testing.T) {
-	gen := newManifestGen(1)
+	gen := newSPGen(1)
 	compared := 0
-	for i := range 400 {
+	for i := range 1000 {
 		m := gen.manifest(fmt.Sprintf("p%d", i))
 		path := fmt.Sprintf("/etc/kubernetes/manifests/m%d.yaml", i)
 		pod, err := staticpod.DecodeFile(m.data, "node-a", path)
 		if err != nil {
 			continue
 		}
-		want, err := upstreamFileUID(m.data, "node-a", path)
+		want, err := spUpstreamFileUID(m.data, "node-a", path)
 		if err != nil {
 			t.Fatalf("%s: upstream cannot decode what nodekit accepted: %v\n%s", m.desc, err, m.data)
 		}
@@ -66,7 +66,7 @@ func TestStaticPodUIDMatchesUpstream(t *testing.T) {
 		compared++
 	}
 	t.Logf("%d manifests compared", compared)
-	if compared < 100 {
+	if compared < 250 {
 		t.Fatalf("only %d manifests compared", compared)
 	}
 }

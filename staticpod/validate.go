@@ -45,13 +45,14 @@ func validatePod(pod *corev1.Pod) field.ErrorList {
 		c := &spec.InitContainers[i]
 		p := specPath.Child("initContainers").Index(i)
 		errs = append(errs, validateContainer(c, volumes, names, p)...)
+		errs = append(errs, validateContainerRestartPolicy(c, p)...)
+		// Only a restartable init container (a sidecar) may have probes
+		// and lifecycle hooks.
 		restartable := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
-		if c.RestartPolicy != nil && !restartable {
-			errs = append(errs, field.NotSupported(p.Child("restartPolicy"), *c.RestartPolicy, []string{string(corev1.ContainerRestartPolicyAlways)}))
-		}
 		if !restartable {
-			for name, probe := range map[string]*corev1.Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe} {
-				if probe != nil {
+			for name, set := range map[string]bool{"lifecycle": c.Lifecycle != nil, "livenessProbe": c.LivenessProbe != nil,
+				"readinessProbe": c.ReadinessProbe != nil, "startupProbe": c.StartupProbe != nil} {
+				if set {
 					errs = append(errs, field.Forbidden(p.Child(name), "may not be set for init containers without restartPolicy=Always"))
 				}
 			}
@@ -64,6 +65,7 @@ func validatePod(pod *corev1.Pod) field.ErrorList {
 		p := specPath.Child("containers").Index(i)
 		errs = append(errs, validateContainer(c, volumes, names, p)...)
 		errs = append(errs, validateProbes(c, p)...)
+		errs = append(errs, validateContainerRestartPolicy(c, p)...)
 	}
 	if len(spec.EphemeralContainers) > 0 {
 		errs = append(errs, field.Forbidden(specPath.Child("ephemeralContainers"), "cannot be set on create"))
@@ -353,6 +355,24 @@ func validateProbes(c *corev1.Container, p *field.Path) field.ErrorList {
 		}
 	}
 	return errs
+}
+
+// validateContainerRestartPolicy: with ContainerRestartRules (beta, on by
+// default since v1.35) any container may set restartPolicy Always,
+// OnFailure or Never; restart rules need a policy.
+func validateContainerRestartPolicy(c *corev1.Container, p *field.Path) field.ErrorList {
+	if c.RestartPolicy == nil {
+		if len(c.RestartPolicyRules) > 0 {
+			return field.ErrorList{field.Required(p.Child("restartPolicy"), "must specify restartPolicy when restart rules are used")}
+		}
+		return nil
+	}
+	switch *c.RestartPolicy {
+	case corev1.ContainerRestartPolicyAlways, corev1.ContainerRestartPolicyOnFailure, corev1.ContainerRestartPolicyNever:
+		return nil
+	}
+	return field.ErrorList{field.NotSupported(p.Child("restartPolicy"), *c.RestartPolicy, []corev1.ContainerRestartPolicy{
+		corev1.ContainerRestartPolicyAlways, corev1.ContainerRestartPolicyNever, corev1.ContainerRestartPolicyOnFailure})}
 }
 
 func handlerCount(set ...bool) int {
