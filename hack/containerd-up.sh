@@ -48,7 +48,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.devmapper", "io.containerd.sna
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
   pinned_images.sandbox = "$PAUSE_IMAGE"
-  registry.config_path = ""
+  registry.config_path = "$NODEKIT_STATE/registry/certs.d"
 [plugins.'io.containerd.cri.v1.runtime']
   enable_selinux = false
   disable_apparmor = true
@@ -108,7 +108,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     conf_dir = "$CRI_DIR/cni/net.d"
     max_conf_num = 1
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = ""
+    config_path = "$NODEKIT_STATE/registry/certs.d"
 [plugins."io.containerd.internal.v1.opt"]
   path = "$CRI_DIR/opt"
 TOML

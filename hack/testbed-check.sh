@@ -10,6 +10,7 @@ need_root
 H="$NODEKIT_ROOT/hack"
 fail() { die "testbed-check: $*"; }
 pids() { cat "$NODEKIT_STATE"/cri/containerd.pid "$NODEKIT_STATE"/cri16/containerd.pid \
+             "$NODEKIT_STATE"/registry/registry.pid "$NODEKIT_STATE"/registry/registry-auth.pid \
              "$NODEKIT_STATE"/cp/etcd.pid "$NODEKIT_STATE"/cp/kube-apiserver.pid 2>/dev/null | sort; }
 mounts() { awk -v d="$NODEKIT_STATE/" 'index($5, d) == 1' /proc/self/mountinfo | wc -l; }
 tagged_rules() { iptables -t nat -S | grep -c 'nodekit-cri' || true; }
