@@ -162,11 +162,23 @@ func TestQOSContainerResourcesMatchUpstream(t *testing.T) {
 			forEachGateCombo(t, func(t *testing.T, cfg qos.Config, seed uint64) {
 				cfg.CPUCFSQuota, cfg.CPUCFSQuotaPeriod, cfg.HugePageSizes = rc.quota, rc.period, hugePageSizes
 				g := newPodGen(seed)
+				seen := map[string]int{}
 				for i := range diffPods / 2 {
 					p := g.pod(i)
 					up := p.DeepCopy()
 					for j, c := range allContainers(p) {
 						want := upstream.containerResources(up, allContainers(up)[j])
+						if want.CpuQuota != 0 {
+							seen["quota"]++
+						}
+						if want.MemoryLimitInBytes != 0 {
+							seen["memory"]++
+						}
+						for _, l := range want.HugepageLimits {
+							if l.Limit != 0 {
+								seen["hugepages"]++
+							}
+						}
 						got := cfg.ContainerResources(p, c)
 						if diff := compareContainer(got, want.CpuShares, want.CpuQuota, want.CpuPeriod, want.MemoryLimitInBytes, criHugePages(want)); diff != "" {
 							t.Fatalf("ContainerResources(%s): %s\n%s", c.Name, diff, describe(p))
@@ -176,6 +188,14 @@ func TestQOSContainerResourcesMatchUpstream(t *testing.T) {
 						}
 					}
 				}
+				want := []string{"memory"}
+				if rc.quota {
+					want = append(want, "quota")
+				}
+				if len(hugePageSizes) > 0 {
+					want = append(want, "hugepages")
+				}
+				requireVariety(t, seen, want...)
 			})
 		})
 	}
