@@ -1,9 +1,8 @@
 package qos
 
 import (
-	"k8s.io/apimachinery/pkg/api/resource"
-
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // side selects requests or limits of a set of requirements.

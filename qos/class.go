@@ -55,8 +55,9 @@ func Class(pod *corev1.Pod) corev1.PodQOSClass {
 //   - Burstable otherwise.
 //
 // Requests are compared as written. The API server copies a missing request
-// from the limit, so a stored pod with limits only is Guaranteed; the same
-// pod before defaulting, as a client builds it, is Burstable.
+// from the limit, so a stored pod whose containers set only cpu and memory
+// limits is Guaranteed; the same pod before defaulting, as a client builds
+// it, is Burstable.
 //
 // The pod is Guaranteed when every container, init and sidecar containers
 // included, is Guaranteed; BestEffort when every one is BestEffort (or there
