@@ -98,23 +98,27 @@ func (m *Merger) Set(source string, pods []*corev1.Pod) ([]PodUpdate, error) {
 		}
 		names[key] = true
 
-		ref := in.DeepCopy()
-		if ref.Annotations == nil {
-			ref.Annotations = map[string]string{}
-		}
-		ref.Annotations[AnnotationSource] = source
-		if existing, ok := old[ref.UID]; ok {
-			cur[ref.UID] = existing
-			switch updateExisting(existing, ref) {
-			case changeUpdate:
-				updates = append(updates, existing)
-			case changeReconcile:
-				reconciles = append(reconciles, existing)
-			case changeDelete:
+		if existing, ok := old[in.UID]; ok {
+			cur[in.UID] = existing
+			// The source annotation is local, so the comparison does not
+			// need it set: compare before copying, the common case of a
+			// resync being "nothing changed".
+			if !differ(existing, in) {
+				if !reflect.DeepEqual(&existing.Status, &in.Status) {
+					existing.Status = *in.Status.DeepCopy()
+					reconciles = append(reconciles, existing)
+				}
+				continue
+			}
+			ref := withSource(in, source)
+			if update(existing, ref) {
 				deletes = append(deletes, existing)
+			} else {
+				updates = append(updates, existing)
 			}
 			continue
 		}
+		ref := withSource(in, source)
 		ref.Annotations[AnnotationSeen] = m.clock.Now().Format(seenTimeFormat)
 		cur[ref.UID] = ref
 		adds = append(adds, ref)
@@ -187,32 +191,25 @@ func (m *Merger) Pods() []*corev1.Pod {
 	return out
 }
 
-type change int
-
-const (
-	changeNone change = iota
-	changeUpdate
-	changeReconcile
-	changeDelete
-)
-
 // localAnnotations are written by the kubelet itself and ignored when
 // comparing a pod with its previous version.
 var localAnnotations = [...]string{AnnotationSource, AnnotationMirror, AnnotationSeen}
 
 func isLocal(key string) bool { return slices.Contains(localAnnotations[:], key) }
 
-// updateExisting folds ref, the source's new version of a known pod, into
-// existing, and says what kind of change it was (checkAndUpdatePod in
-// pkg/kubelet/config/config.go).
-func updateExisting(existing, ref *corev1.Pod) change {
-	if !differ(existing, ref) {
-		if !reflect.DeepEqual(existing.Status, ref.Status) {
-			existing.Status = ref.Status
-			return changeReconcile
-		}
-		return changeNone
+func withSource(in *corev1.Pod, source string) *corev1.Pod {
+	ref := in.DeepCopy()
+	if ref.Annotations == nil {
+		ref.Annotations = map[string]string{}
 	}
+	ref.Annotations[AnnotationSource] = source
+	return ref
+}
+
+// update folds ref, the source's new version of a known pod that differs
+// from existing, into existing, and reports whether the change is a
+// graceful deletion (checkAndUpdatePod in pkg/kubelet/config/config.go).
+func update(existing, ref *corev1.Pod) (deleting bool) {
 	ref.Annotations[AnnotationSeen] = existing.Annotations[AnnotationSeen]
 	existing.Spec = ref.Spec
 	existing.Labels = ref.Labels
@@ -228,16 +225,13 @@ func updateExisting(existing, ref *corev1.Pod) change {
 		}
 	}
 	existing.Annotations = ann
-	if ref.DeletionTimestamp != nil {
-		return changeDelete
-	}
-	return changeUpdate
+	return ref.DeletionTimestamp != nil
 }
 
 // differ is podsDifferSemantically: spec, labels, deletion fields, or
 // annotations other than the local ones.
 func differ(existing, ref *corev1.Pod) bool {
-	return !reflect.DeepEqual(existing.Spec, ref.Spec) ||
+	return !reflect.DeepEqual(&existing.Spec, &ref.Spec) ||
 		!reflect.DeepEqual(existing.Labels, ref.Labels) ||
 		!reflect.DeepEqual(existing.DeletionTimestamp, ref.DeletionTimestamp) ||
 		!reflect.DeepEqual(existing.DeletionGracePeriodSeconds, ref.DeletionGracePeriodSeconds) ||
