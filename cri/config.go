@@ -71,8 +71,8 @@ type Config struct {
 	// SupportsRecursiveReadOnly says whether the runtime handler supports
 	// recursive read-only mounts (from the runtime's Status).
 	SupportsRecursiveReadOnly bool
-	// ContainerStopSignals is the ContainerStopSignals feature gate (beta,
-	// on in v1.37): lifecycle.stopSignal reaches the runtime.
+	// ContainerStopSignals is the ContainerStopSignals feature gate (alpha,
+	// off in v1.37): lifecycle.stopSignal reaches the runtime.
 	ContainerStopSignals bool
 	// DefaultPodSysctls is --default-pod-sysctls (DefaultPodSysctls gate):
 	// namespaced sysctls every pod gets unless it shares the host
@@ -102,11 +102,10 @@ const (
 // depend on it) and the DNS fields for the node at hand.
 func DefaultConfig() Config {
 	return Config{
-		QOS:                  qos.DefaultConfig(),
-		RootDir:              DefaultRootDir,
-		PodLogsDir:           DefaultPodLogsDir,
-		SeccompProfileRoot:   DefaultRootDir + "/seccomp",
-		ContainerStopSignals: true,
+		QOS:                qos.DefaultConfig(),
+		RootDir:            DefaultRootDir,
+		PodLogsDir:         DefaultPodLogsDir,
+		SeccompProfileRoot: DefaultRootDir + "/seccomp",
 	}
 }
 

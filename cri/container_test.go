@@ -20,6 +20,7 @@ import (
 // (pkg/kubelet/kuberuntime/kuberuntime_container.go) on a whole message.
 func TestContainerConfig(t *testing.T) {
 	cfg := clusterConfig()
+	cfg.ContainerStopSignals = true
 	pod := basePod()
 	pod.Spec.TerminationGracePeriodSeconds = ptr.To[int64](30)
 	pod.Spec.Volumes = []corev1.Volume{
