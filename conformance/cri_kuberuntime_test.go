@@ -395,7 +395,7 @@ func (g *criGen) pod(i int) *v1.Pod {
 	links := g.chance(0.5)
 	pod := &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: criPick(g, "web", "a-very-long-pod-name-that-goes-on-and-on-and-on-beyond-sixty-three-chars", "db-0"),
+			Name:      criPick(g, "web", "a-very-long-pod-name-that-goes-on-and-on-and-on-beyond-sixty-three-chars", "db-0"),
 			Namespace: criPick(g, "default", "shop"), UID: kubetypes.UID(fmt.Sprintf("uid-%d", i)),
 		},
 		Spec: v1.PodSpec{
