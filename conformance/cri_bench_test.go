@@ -37,10 +37,10 @@ func criBenchPod(n int) *v1.Pod {
 	}
 }
 
-// BenchmarkCRITranslatePod: the sandbox config and every container config
+// BenchmarkCriTranslatePod: the sandbox config and every container config
 // of a pod, nodekit beside the kubelet's generatePodSandboxConfig and
 // generateContainerConfig.
-func BenchmarkCRITranslatePod(b *testing.B) {
+func BenchmarkCriTranslatePod(b *testing.B) {
 	p := newCRIPair(b)
 	ctx := context.Background()
 	ips := []string{"10.244.3.7"}
@@ -75,7 +75,7 @@ func BenchmarkCRITranslatePod(b *testing.B) {
 	}
 }
 
-func BenchmarkCRINormalizeImage(b *testing.B) {
+func BenchmarkCriNormalizeImage(b *testing.B) {
 	for _, img := range []string{"busybox", "registry.k8s.io/kube-proxy:v1.37.2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"} {
 		b.Run(fmt.Sprintf("nodekit/len=%d", len(img)), func(b *testing.B) {
 			b.ReportAllocs()
@@ -102,8 +102,8 @@ type criDiscard struct{}
 
 func (criDiscard) Write(p []byte) (int, error) { return len(p), nil }
 
-// BenchmarkCRIReadLogs reads a 10000-record log with timestamps.
-func BenchmarkCRIReadLogs(b *testing.B) {
+// BenchmarkCriReadLogs reads a 10000-record log with timestamps.
+func BenchmarkCriReadLogs(b *testing.B) {
 	var buf []byte
 	now := time.Now()
 	for i := range 10000 {

@@ -80,10 +80,10 @@ func mustRef(t *testing.T, s string) cri.ImageRef {
 	return r
 }
 
-// TestCRIImageRefMatchesUpstream compares image reference parsing and
+// TestCriImageRefMatchesUpstream compares image reference parsing and
 // normalization with distribution/reference (what containerd and the
 // kubelet's ParseImageName use) on the seeds and on random mutations.
-func TestCRIImageRefMatchesUpstream(t *testing.T) {
+func TestCriImageRefMatchesUpstream(t *testing.T) {
 	for _, s := range criRefSeeds {
 		criCompareRef(t, s)
 	}
@@ -124,9 +124,9 @@ func TestCRIImageRefMatchesUpstream(t *testing.T) {
 	}
 }
 
-// FuzzCRIImageRef compares with distribution/reference on fuzzed input;
-// `go test -fuzz FuzzCRIImageRef` explores further.
-func FuzzCRIImageRef(f *testing.F) {
+// FuzzCriImageRef compares with distribution/reference on fuzzed input;
+// `go test -fuzz FuzzCriImageRef` explores further.
+func FuzzCriImageRef(f *testing.F) {
 	for _, s := range criRefSeeds {
 		f.Add(s)
 	}

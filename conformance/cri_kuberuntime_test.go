@@ -176,14 +176,14 @@ func sortEnvs(c *runtimeapi.ContainerConfig) {
 	slices.SortFunc(c.Envs, func(a, b *runtimeapi.KeyValue) int { return strings.Compare(a.Key, b.Key) })
 }
 
-// TestCRITranslationMatchesUpstream runs random pods through nodekit's
+// TestCriTranslationMatchesUpstream runs random pods through nodekit's
 // SandboxConfig and ContainerConfig and through the kubelet's
 // generatePodSandboxConfig and generateContainerConfig
 // (pkg/kubelet/kuberuntime), and wants equal messages: metadata, labels,
 // annotations (container hash included), log paths, DNS, port mappings,
 // sysctls, security contexts, sandbox and container resources, command and
 // args. Errors must agree too.
-func TestCRITranslationMatchesUpstream(t *testing.T) {
+func TestCriTranslationMatchesUpstream(t *testing.T) {
 	p := newCRIPair(t)
 	g := &criGen{r: rand.New(rand.NewPCG(37, 2025))}
 	ctx := context.Background()

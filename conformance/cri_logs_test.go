@@ -58,10 +58,10 @@ func criLogFile(t testing.TB, r *rand.Rand, dir string, i int) (string, time.Tim
 	return p, base
 }
 
-// TestCRILogsMatchUpstream reads random log files with random options
+// TestCriLogsMatchUpstream reads random log files with random options
 // through nodekit's ReadLogs and k8s.io/cri-client's (the kubelet's) and
 // wants the same bytes on stdout and stderr, and the same error-ness.
-func TestCRILogsMatchUpstream(t *testing.T) {
+func TestCriLogsMatchUpstream(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 13))
 	dir := t.TempDir()
 	fake := critesting.NewFakeRuntimeService()
