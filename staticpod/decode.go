@@ -209,7 +209,7 @@ func tolerateNoExecute(pod *corev1.Pod) {
 // extraDocuments counts the YAML documents after the first that hold
 // anything but comments and blank lines. JSON input has none.
 func extraDocuments(data []byte) int {
-	if utilyaml.IsJSONBuffer(data) {
+	if utilyaml.IsJSONBuffer(data) || !bytes.Contains(data, []byte("---")) {
 		return 0
 	}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))

@@ -50,23 +50,37 @@ const coreV1Path = "k8s.io/api/core/v1"
 // is written as "<shown>", and the "no type" state leaks past a nil pointer
 // element (see dumper.ptr).
 func specDump(w hash.Hash, v any) {
-	d := dumper{w: w, seen: map[uintptr]int{}}
 	if v == nil {
 		io.WriteString(w, "(interface {})<nil>")
 		return
 	}
+	d := dumper{seen: map[uintptr]int{}, names: map[reflect.Type]string{}, out: make([]byte, 0, 16<<10)}
 	d.value(reflect.ValueOf(v))
+	w.Write(d.out)
 }
 
 type dumper struct {
-	w      io.Writer
+	out    []byte // the dump, written to the hash at the end in one call
 	depth  int
-	seen   map[uintptr]int // pointer -> depth where it was first written
-	noType bool            // spew's ignoreNextType
-	buf    []byte
+	seen   map[uintptr]int         // pointer -> depth where it was first written
+	noType bool                    // spew's ignoreNextType
+	names  map[reflect.Type]string // typeName cache
 }
 
-func (d *dumper) str(s string) { io.WriteString(d.w, s) }
+// typ writes "(name)" for t.
+func (d *dumper) typ(prefix string, t reflect.Type) {
+	name, ok := d.names[t]
+	if !ok {
+		name = typeName(t)
+		d.names[t] = name
+	}
+	d.str("(")
+	d.str(prefix)
+	d.str(name)
+	d.str(")")
+}
+
+func (d *dumper) str(s string) { d.out = append(d.out, s...) }
 
 // typeName is reflect.Type.String with core/v1 named types renamed.
 func typeName(t reflect.Type) string {
@@ -137,7 +151,7 @@ func (d *dumper) ptr(v reflect.Value) {
 		}
 	}
 	if !d.noType {
-		d.str("(" + strings.Repeat("*", indirects) + typeName(e.Type()) + ")")
+		d.typ(strings.Repeat("*", indirects), e.Type())
 	} else {
 		if isNil || cycle {
 			indirects += strings.Count(typeName(e.Type()), "*")
@@ -166,7 +180,7 @@ func (d *dumper) value(v reflect.Value) {
 		return
 	}
 	if !d.noType {
-		d.str("(" + typeName(v.Type()) + ")")
+		d.typ("", v.Type())
 	}
 	d.noType = false
 
@@ -174,11 +188,9 @@ func (d *dumper) value(v reflect.Value) {
 	case reflect.Bool:
 		d.str(strconv.FormatBool(v.Bool()))
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		d.buf = strconv.AppendInt(d.buf[:0], v.Int(), 10)
-		d.w.Write(d.buf)
+		d.out = strconv.AppendInt(d.out, v.Int(), 10)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		d.buf = strconv.AppendUint(d.buf[:0], v.Uint(), 10)
-		d.w.Write(d.buf)
+		d.out = strconv.AppendUint(d.out, v.Uint(), 10)
 	case reflect.Float32, reflect.Float64:
 		bits := 64
 		if kind == reflect.Float32 {
@@ -247,7 +259,8 @@ func (d *dumper) value(v reflect.Value) {
 			if i > 0 {
 				d.str(" ")
 			}
-			d.str(t.Field(i).Name + ":")
+			d.str(t.Field(i).Name)
+			d.str(":")
 			d.value(d.unpack(v.Field(i)))
 		}
 		d.depth--
