@@ -261,21 +261,18 @@ func (w *iptablesWriter) port(p *PortState, chains, rules *lines) []string {
 	port := strconv.Itoa(p.Port)
 	c := &p.Categorized
 
-	usesClusterChain := len(c.Cluster) > 0 && p.UsesClusterEndpoints()
-	usesLocalChain := len(c.Local) > 0 && p.UsesLocalEndpoints()
-	internalChain, hasInternal := names.Cluster, c.HasAny
-	if p.InternalPolicyLocal {
+	pol := policyOf(p)
+	usesClusterChain, usesLocalChain := pol.UsesClusterChain, pol.UsesLocalChain
+	hasInternal, hasExternal, usesExternalChain := pol.HasInternal, pol.HasExternal, pol.UsesExternalChain
+	internalChain, externalPolicyChain := names.Cluster, names.Cluster
+	if pol.InternalLocal {
 		internalChain = names.Local
-		hasInternal = hasInternal && len(c.Local) > 0
 	}
-	externalPolicyChain, hasExternal := names.Cluster, c.HasAny
-	if p.ExternalPolicyLocal {
+	if pol.ExternalLocal {
 		externalPolicyChain = names.Local
-		hasExternal = hasExternal && len(c.Local) > 0
 	}
-	usesExternalChain := c.HasAny && p.ExternallyAccessible()
 	lbChain := names.External
-	usesFWChain := c.HasAny && len(p.LoadBalancerVIPs) > 0 && len(p.SourceRanges) > 0
+	usesFWChain := c.HasAny && pol.HasSourceRanges
 	if usesFWChain {
 		lbChain = names.Firewall
 	}
@@ -384,12 +381,10 @@ func (w *iptablesWriter) port(p *PortState, chains, rules *lines) []string {
 		chains.chain(names.Firewall)
 		own = append(own, names.Firewall)
 		comment := quoted(name + " loadbalancer IP")
-		allowFromNode := false
 		for _, cidr := range p.SourceRanges {
 			rules.write("-A", names.Firewall, "-m", "comment", "--comment", comment, "-s", cidr.String(), "-j", names.External)
-			allowFromNode = allowFromNode || (w.cfg.NodeIP.IsValid() && cidr.Contains(w.cfg.NodeIP))
 		}
-		if allowFromNode {
+		if sourceRangesAdmitNode(p.ServicePort, w.cfg.NodeIP) {
 			// A node reaching a VIP-like LB IP it holds loops back with the
 			// VIP as its source.
 			for _, ip := range p.LoadBalancerVIPs {

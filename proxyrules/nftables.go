@@ -1,0 +1,487 @@
+package proxyrules
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"slices"
+	"time"
+
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/knftables"
+)
+
+// NFTables generates kube-proxy 1.37's nftables ruleset
+// (pkg/proxy/nftables/proxier.go syncProxyRules) from a Model, as
+// operations on the table "kube-proxy" of family ip or ip6, and remembers
+// what was committed so that later syncs are partial: only the chains of
+// ServicePorts whose rules changed are rewritten and only the set and map
+// elements that changed are added or deleted, as kube-proxy's incremental
+// transactions do. The zero value is ready to use and starts with a full
+// sync.
+type NFTables struct {
+	// ServiceCIDRs are the cluster's Service CIDRs of this family
+	// (kube-proxy learns them from ServiceCIDR objects); traffic to an
+	// unallocated address in them is dropped. Empty: no such rule.
+	ServiceCIDRs []netip.Prefix
+	// EndpointRules selects endpoints with one rule per endpoint
+	// (`numgen random mod n 0`, like iptables' statistic rules) instead of
+	// kube-proxy's one rule with an anonymous numgen map per Service. The
+	// choice is the same uniform one; the difference is load time. The
+	// kernel names each anonymous set by scanning every set of the table,
+	// so kube-proxy's layout loads in time quadratic in the number of
+	// Services (18 s for 10,000 Services x 10 endpoints here, against 3 s
+	// with this option). See the package documentation.
+	EndpointRules bool
+	// Clock dates stale chains, which are deleted one second after they
+	// were emptied (as kube-proxy does: kernels before 6.2 may still count
+	// a reference from a just-deleted map element). Nil is the real clock.
+	Clock clock.PassiveClock
+
+	committed *nftState
+	// setUp is set once the first full sync, which also recreates the base
+	// chains (so a change of priority applies), was committed.
+	setUp bool
+	// adopted are chains and sets found in the kernel table before the
+	// first sync; the first full sync removes the unused ones.
+	adoptedChains, adoptedSets []string
+	hashSeed                   maphash.Seed
+}
+
+// nftState is what the kernel holds after the last committed sync.
+type nftState struct {
+	config uint64
+	ports  map[ServicePortName]*nftPortRecord
+	// elems holds, for each shared set and map, every key with the ports
+	// that want it; the first of them (in port order) gives its value.
+	elems [len(nftContainers)]map[string][]nftOwner
+	// stale are chains emptied by a sync, with the time they became
+	// unused, waiting to be deleted.
+	stale map[string]time.Time
+}
+
+// nftPortRecord is what one ServicePort put in the table.
+type nftPortRecord struct {
+	sum    uint64 // of the port's inputs: when equal, the output is too
+	chains []string
+	sets   []string // affinity sets
+	elems  []nftElem
+}
+
+type nftOwner struct {
+	port           ServicePortName
+	value, comment string
+}
+
+// nftElem is an element a ServicePort puts in a shared set or map.
+type nftElem struct {
+	c                   uint8 // index in nftContainers
+	key, value, comment string
+}
+
+// The shared sets and maps whose elements are synced incrementally.
+var nftContainers = [...]struct {
+	name string
+	set  bool
+}{
+	{nftClusterIPs, true},
+	{nftServiceIPs, false},
+	{nftFirewallIPs, false},
+	{nftNoEndpointServices, false},
+	{nftNoEndpointNodePort, false},
+	{nftServiceNodePorts, false},
+	{nftHairpin, true},
+}
+
+const (
+	cClusterIPs = iota
+	cServiceIPs
+	cFirewallIPs
+	cNoEndpointServices
+	cNoEndpointNodePorts
+	cServiceNodePorts
+	cHairpin
+)
+
+// NFTablesSync is one generated transaction. Load it (NFTablesApplier, or
+// AddTo a knftables transaction and Run it), then Commit it.
+type NFTablesSync struct {
+	// Full is true when the whole table was written.
+	Full bool
+	// Written are the ServicePorts whose own chains the sync writes.
+	Written []ServicePortName
+	// Flushed are chains the sync empties because nothing uses them any
+	// more; a sync at least a second later deletes them.
+	Flushed []string
+	// Deleted are chains and sets the sync deletes.
+	Deleted []string
+
+	family  knftables.Family
+	ops     nftOps
+	g       *NFTables
+	next    *nftState
+	touched [len(nftContainers)]map[string][]nftOwner
+}
+
+// NumOperations is the number of operations in the transaction.
+func (s *NFTablesSync) NumOperations() int { return len(s.ops) }
+
+// AddTo appends the sync's operations to tx, a transaction of a
+// knftables.Interface for the table NFTablesTable of the Model's family.
+func (s *NFTablesSync) AddTo(tx *knftables.Transaction) { s.ops.addTo(tx) }
+
+// Transaction returns the sync as a new knftables transaction for the
+// table NFTablesTable of the Model's family.
+func (s *NFTablesSync) Transaction() *knftables.Transaction {
+	tx := knftables.NewFake(s.family, NFTablesTable).NewTransaction()
+	s.AddTo(tx)
+	return tx
+}
+
+// Script returns the sync as `nft -f` input: the commands knftables would
+// write, with the elements of each set and map batched into one command.
+func (s *NFTablesSync) Script() []byte { return s.ops.script(s.family, true) }
+
+// Commit records the sync as loaded. A sync that failed to load is not
+// committed, so the next one is computed against what the kernel still
+// holds and carries the failed one's changes again.
+func (s *NFTablesSync) Commit() {
+	g := s.g
+	for c, touched := range s.touched {
+		for key, owners := range touched {
+			if len(owners) == 0 {
+				delete(s.next.elems[c], key)
+			} else {
+				s.next.elems[c][key] = owners
+			}
+		}
+	}
+	g.committed = s.next
+	if s.Full {
+		g.setUp = true
+		g.adoptedChains, g.adoptedSets = nil, nil
+	}
+}
+
+// Adopt tells the generator which chains and sets the kernel table holds
+// before its first sync (`nft list chains` / `nft list sets`), so that the
+// first full sync removes per-ServicePort chains and affinity sets an
+// earlier proxy left.
+func (g *NFTables) Adopt(chains, sets []string) {
+	for _, c := range chains {
+		if isNFTServiceChain(c) {
+			g.adoptedChains = append(g.adoptedChains, c)
+		}
+	}
+	for _, s := range sets {
+		if isNFTAffinitySet(s) {
+			g.adoptedSets = append(g.adoptedSets, s)
+		}
+	}
+}
+
+// Sync generates the transaction for m. It is full when full is true,
+// nothing was committed yet, or the configuration changed; otherwise
+// partial.
+func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
+	now := g.now()
+	cfgSum := g.configSum(m)
+	prev := g.committed
+	full = full || prev == nil || prev.config != cfgSum
+	w := newNFTWriter(g, m)
+	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g}
+	next := &nftState{config: cfgSum, ports: make(map[ServicePortName]*nftPortRecord, len(m.Ports)), stale: map[string]time.Time{}}
+	if prev == nil {
+		prev = &nftState{}
+		for c := range next.elems {
+			prev.elems[c] = map[string][]nftOwner{}
+		}
+	}
+	next.elems = prev.elems // updated in place on Commit, through touched
+	for c := range s.touched {
+		s.touched[c] = map[string][]nftOwner{}
+	}
+
+	if full {
+		w.setup(&s.ops, !g.setUp)
+		if g.committed == nil {
+			// What the shared sets and maps hold is unknown: start them
+			// afresh, in the same transaction.
+			for _, c := range nftContainers {
+				if c.set {
+					s.ops.object(nftFlush, &knftables.Set{Name: c.name})
+				} else {
+					s.ops.object(nftFlush, &knftables.Map{Name: c.name})
+				}
+			}
+		}
+	}
+
+	var portOps nftOps
+	var staleChains, staleSets []string
+	for _, p := range m.Ports {
+		sum := g.portSum(m, p)
+		old := prev.ports[p.Name]
+		rec := old
+		if full || old == nil || old.sum != sum {
+			rec = w.port(p, &portOps)
+			rec.sum = sum
+			s.Written = append(s.Written, p.Name)
+			if old == nil || !slices.Equal(old.elems, rec.elems) {
+				s.changeElems(prev, p.Name, old, rec)
+			}
+			if old != nil {
+				staleChains = appendMissing(staleChains, old.chains, rec.chains)
+				staleSets = appendMissing(staleSets, old.sets, rec.sets)
+			}
+		}
+		next.ports[p.Name] = rec
+	}
+	for name, old := range prev.ports {
+		if _, ok := next.ports[name]; !ok {
+			s.changeElems(prev, name, old, nil)
+			staleChains = append(staleChains, old.chains...)
+			staleSets = append(staleSets, old.sets...)
+		}
+	}
+	if full && (len(g.adoptedChains) > 0 || len(g.adoptedSets) > 0) {
+		active := activeChains(next)
+		for _, rec := range next.ports {
+			for _, set := range rec.sets {
+				active[set] = true
+			}
+		}
+		for _, c := range g.adoptedChains {
+			if !active[c] {
+				staleChains = append(staleChains, c)
+			}
+		}
+		for _, set := range g.adoptedSets {
+			if !active[set] {
+				staleSets = append(staleSets, set)
+			}
+		}
+	}
+
+	// Chains emptied by an earlier sync at least a second ago go first;
+	// one in use again is kept.
+	var deleteChains []string
+	var active map[string]bool
+	if len(prev.stale) > 0 {
+		active = activeChains(next)
+	}
+	for c, since := range prev.stale {
+		switch {
+		case active[c]:
+		case now.Sub(since) >= time.Second:
+			deleteChains = append(deleteChains, c)
+		default:
+			next.stale[c] = since
+		}
+	}
+	slices.Sort(deleteChains)
+	for _, c := range deleteChains {
+		s.ops.chain(nftDelete, c)
+	}
+
+	s.ops = append(s.ops, portOps...)
+	s.elementOps(prev)
+
+	slices.Sort(staleChains)
+	staleChains = slices.Compact(staleChains)
+	for _, c := range staleChains {
+		if _, pending := next.stale[c]; pending || slices.Contains(deleteChains, c) {
+			continue
+		}
+		s.ops.chain(nftFlush, c)
+		s.Flushed = append(s.Flushed, c)
+		next.stale[c] = now
+	}
+	slices.Sort(staleSets)
+	for _, set := range slices.Compact(staleSets) {
+		s.ops.object(nftDelete, &knftables.Set{Name: set})
+		s.Deleted = append(s.Deleted, set)
+	}
+	s.Deleted = append(deleteChains, s.Deleted...)
+	s.next = next
+	return s
+}
+
+func activeChains(st *nftState) map[string]bool {
+	active := make(map[string]bool, 2*len(st.ports))
+	for _, rec := range st.ports {
+		for _, c := range rec.chains {
+			active[c] = true
+		}
+	}
+	return active
+}
+
+// changeElems replaces the shared-container elements of port from old to
+// cur (either may be nil) in the sync's view of the containers.
+func (s *NFTablesSync) changeElems(prev *nftState, port ServicePortName, old, cur *nftPortRecord) {
+	owners := func(c uint8, key string) []nftOwner {
+		if o, ok := s.touched[c][key]; ok {
+			return o
+		}
+		return slices.Clone(prev.elems[c][key])
+	}
+	if old != nil {
+		for _, e := range old.elems {
+			o := owners(e.c, e.key)
+			o = slices.DeleteFunc(o, func(w nftOwner) bool { return w.port == port })
+			s.touched[e.c][e.key] = o
+		}
+	}
+	if cur != nil {
+		for _, e := range cur.elems {
+			o := owners(e.c, e.key)
+			if slices.ContainsFunc(o, func(w nftOwner) bool { return w.port == port }) {
+				continue // a port wants an element once
+			}
+			i, _ := slices.BinarySearchFunc(o, port, func(w nftOwner, p ServicePortName) int { return comparePortNames(w.port, p) })
+			s.touched[e.c][e.key] = slices.Insert(o, i, nftOwner{port: port, value: e.value, comment: e.comment})
+		}
+	}
+}
+
+// elementOps writes the element changes: deletions first (so a changed
+// value is deleted and added again, as kube-proxy does), then additions,
+// each grouped by container and in key order.
+func (s *NFTablesSync) elementOps(prev *nftState) {
+	type change struct {
+		c        uint8
+		key      string
+		old, cur *nftOwner
+	}
+	var changes []change
+	for c := range s.touched {
+		keys := make([]string, 0, len(s.touched[c]))
+		for k := range s.touched[c] {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			var old, cur *nftOwner
+			if o := prev.elems[c][k]; len(o) > 0 {
+				old = &o[0]
+			}
+			if o := s.touched[c][k]; len(o) > 0 {
+				cur = &o[0]
+			}
+			if old != nil && cur != nil && old.value == cur.value {
+				continue
+			}
+			changes = append(changes, change{uint8(c), k, old, cur})
+		}
+	}
+	for _, ch := range changes {
+		if ch.old != nil {
+			s.ops.element(nftDelete, &nftElem{c: ch.c, key: ch.key})
+		}
+	}
+	for _, ch := range changes {
+		if ch.cur != nil {
+			s.ops.element(nftAdd, &nftElem{c: ch.c, key: ch.key, value: ch.cur.value, comment: ch.cur.comment})
+		}
+	}
+}
+
+func (g *NFTables) now() time.Time {
+	if g.Clock == nil {
+		return time.Now()
+	}
+	return g.Clock.Now()
+}
+
+func (g *NFTables) seed() maphash.Seed {
+	if g.hashSeed == (maphash.Seed{}) {
+		g.hashSeed = maphash.MakeSeed()
+	}
+	return g.hashSeed
+}
+
+// configSum fingerprints what of the configuration the rules depend on
+// beyond the ports; when it changes, the next sync is full.
+func (g *NFTables) configSum(m *Model) uint64 {
+	var h maphash.Hash
+	h.SetSeed(g.seed())
+	c := &m.Config
+	h.WriteString(string(c.Family))
+	writePrefix(&h, c.ClusterCIDR)
+	writeInt(&h, c.MasqueradeBit)
+	writeBool(&h, c.MasqueradeAll)
+	writeAddr(&h, c.NodeIP)
+	writeInt(&h, len(c.NodePortAddresses))
+	for _, a := range c.NodePortAddresses {
+		writeAddr(&h, a)
+	}
+	writeInt(&h, len(g.ServiceCIDRs))
+	for _, p := range g.ServiceCIDRs {
+		writePrefix(&h, p)
+	}
+	writeBool(&h, g.EndpointRules)
+	return h.Sum64()
+}
+
+// portSum fingerprints everything a ServicePort's rules and elements are
+// made of, so that an unchanged port is skipped without writing its rules.
+func (g *NFTables) portSum(m *Model, p *PortState) uint64 {
+	var h maphash.Hash
+	h.SetSeed(g.seed())
+	writeAddr(&h, p.ClusterIP)
+	writeInt(&h, p.Port)
+	writeInt(&h, p.NodePort)
+	writeInt(&h, len(p.ExternalIPs))
+	for _, a := range p.ExternalIPs {
+		writeAddr(&h, a)
+	}
+	writeInt(&h, len(p.LoadBalancerVIPs))
+	for _, a := range p.LoadBalancerVIPs {
+		writeAddr(&h, a)
+	}
+	writeInt(&h, len(p.SourceRanges))
+	for _, r := range p.SourceRanges {
+		writePrefix(&h, r)
+	}
+	writeBool(&h, p.ClientIPAffinity)
+	writeInt(&h, p.StickyMaxAgeSeconds)
+	writeBool(&h, p.ExternalPolicyLocal)
+	writeBool(&h, p.InternalPolicyLocal)
+	writeBool(&h, p.HasAny)
+	for _, eps := range [][]*Endpoint{p.Cluster, p.Local, p.Reachable} {
+		writeInt(&h, len(eps))
+		for _, e := range eps {
+			writeAddr(&h, e.Addr.Addr())
+			writeInt(&h, int(e.Addr.Port()))
+			writeBool(&h, e.Local)
+		}
+	}
+	return h.Sum64()
+}
+
+func writeAddr(h *maphash.Hash, a netip.Addr) {
+	b := a.As16()
+	h.Write(b[:])
+	writeBool(h, a.Is4())
+}
+
+func writePrefix(h *maphash.Hash, p netip.Prefix) {
+	writeAddr(h, p.Addr())
+	writeInt(h, p.Bits())
+}
+
+func writeInt(h *maphash.Hash, n int) {
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(n >> (8 * i))
+	}
+	h.Write(b[:])
+}
+
+func writeBool(h *maphash.Hash, v bool) {
+	if v {
+		h.WriteByte(1)
+	} else {
+		h.WriteByte(0)
+	}
+}

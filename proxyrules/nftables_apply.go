@@ -1,0 +1,102 @@
+package proxyrules
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// NFTablesApplier loads generated transactions into the kernel with
+// `nft -f`, one atomic transaction each, and keeps the generator's state
+// in step with what loaded. It touches only the table NFTablesTable.
+type NFTablesApplier struct {
+	// Exec runs nft; nil means HostExec. To program a network namespace,
+	// run it under `ip netns exec NAME`.
+	Exec Exec
+	// NFTables generates the rules; set its options before the first Apply.
+	NFTables NFTables
+
+	started bool
+}
+
+// Apply generates the sync for m (full when full is true, on the first
+// call, or when the configuration changed) and loads it. On failure the
+// kernel keeps the rules it had, nothing is committed, and the error
+// quotes the command nft refused.
+func (a *NFTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*NFTablesSync, error) {
+	run := a.Exec
+	if run == nil {
+		run = HostExec
+	}
+	family := string(nftFamily(m.Config.Family))
+	if !a.started {
+		chains, sets, err := listTable(ctx, run, family)
+		if err != nil {
+			return nil, err
+		}
+		a.NFTables.Adopt(chains, sets)
+		full = true
+	}
+	s := a.NFTables.Sync(m, full)
+	script := s.Script()
+	if out, err := run(ctx, script, "nft", "-f", "-"); err != nil {
+		return s, nftError(script, out, err)
+	}
+	s.Commit()
+	a.started = true
+	return s, nil
+}
+
+// listTable returns the chains and sets of the table, if it exists, from
+// `nft list chains` and `nft -t list sets` (no rules, no elements: cheap
+// even on a large table).
+func listTable(ctx context.Context, run Exec, family string) (chains, sets []string, err error) {
+	for _, what := range []string{"chains", "sets"} {
+		out, err := run(ctx, nil, "nft", "-t", "list", what, family)
+		if err != nil {
+			return nil, nil, fmt.Errorf("proxyrules: nft list %s %s: %w: %s", what, family, err, bytes.TrimSpace(out))
+		}
+		table := ""
+		for line := range strings.Lines(string(out)) {
+			f := strings.Fields(line)
+			if len(f) == 4 && f[0] == "table" && f[3] == "{" {
+				table = f[2]
+			}
+			if len(f) != 3 || f[2] != "{" || table != NFTablesTable {
+				continue
+			}
+			switch f[0] {
+			case "chain":
+				chains = append(chains, f[1])
+			case "set":
+				sets = append(sets, f[1])
+			}
+		}
+	}
+	return chains, sets, nil
+}
+
+// nft names the refused command as "/dev/stdin:LINE:COLUMNS: Error: ...".
+var nftErrorLine = regexp.MustCompile(`(?m)^[^:\n]*:(\d+):[0-9-]+: Error: (.*)$`)
+
+// nftError says which command of the script nft refused.
+func nftError(script, out []byte, err error) error {
+	msg := strings.TrimSpace(string(out))
+	m := nftErrorLine.FindSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("proxyrules: nft -f: %w: %s", err, msg)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	lines := bytes.Split(script, []byte("\n"))
+	if n < 1 || n > len(lines) {
+		return fmt.Errorf("proxyrules: nft -f: %w: %s", err, msg)
+	}
+	line := string(lines[n-1])
+	if len(line) > 300 {
+		line = line[:300] + "..."
+	}
+	return fmt.Errorf("proxyrules: nft refused line %d %q: %s: %w", n, line, m[2], err)
+}

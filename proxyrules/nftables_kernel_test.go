@@ -1,0 +1,142 @@
+package proxyrules
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestNFTablesRealPackets loads the generated ruleset into a node namespace
+// with the real nft and sends the lab's real connections through it, with
+// kube-proxy's layout and with EndpointRules.
+func TestNFTablesRealPackets(t *testing.T) {
+	for _, endpointRules := range []bool{false, true} {
+		name := "kube-proxy layout"
+		if endpointRules {
+			name = "EndpointRules"
+		}
+		t.Run(name, func(t *testing.T) {
+			lab := newNetLab(t, 3)
+			services, slices := labServices(lab)
+			m := mustModel(t, labConfig(lab), services, slices)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			applier := &NFTablesApplier{Exec: lab.nodeExec, NFTables: NFTables{EndpointRules: endpointRules}}
+			if _, err := applier.Apply(ctx, m, true); err != nil {
+				t.Fatal(err)
+			}
+			checkLabTraffic(t, lab, m)
+		})
+	}
+}
+
+// TestNFTablesPartialSyncInKernel: a partial sync carries only the changed
+// Service's chain and elements, and traffic in the kernel follows it; a
+// chain no longer used is emptied at once and deleted by a sync a second
+// later.
+func TestNFTablesPartialSyncInKernel(t *testing.T) {
+	lab := newNetLab(t, 3)
+	services, slices := labServices(lab)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	applier := &NFTablesApplier{Exec: lab.nodeExec}
+	if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
+		t.Fatal(err)
+	}
+	// "web" loses be1 and be3; "sticky" loses be3, whose endpoint chain
+	// goes stale.
+	slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"})
+	slices[1] = endpointSlice("sticky", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[0].String(), node: "node1"}, ep{ip: lab.backendIPs[1].String(), node: "other"})
+	s, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Full || len(s.Written) != 2 || s.Written[0].Name != "sticky" || s.Written[1].Name != "web" {
+		t.Fatalf("sync full=%v wrote %v, want a partial sync of ns/sticky and ns/web only", s.Full, s.Written)
+	}
+	if len(s.Flushed) != 1 || !strings.Contains(s.Flushed[0], "198.51.100.34/8080") {
+		t.Fatalf("flushed %v, want be3's endpoint chain of sticky", s.Flushed)
+	}
+	for range 20 {
+		r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.backend != "be2" {
+			t.Fatalf("after the change, web reached %s, want only be2", r.backend)
+		}
+	}
+	stale := s.Flushed[0]
+	if out := lab.node.Run(t, "nft", "list", "chains", "ip"); !strings.Contains(out, stale) {
+		t.Fatalf("emptied chain %s already gone", stale)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	s, err = applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Written) != 0 || len(s.Deleted) != 1 || s.Deleted[0] != stale {
+		t.Fatalf("sync a second later wrote %v and deleted %v, want only %s deleted", s.Written, s.Deleted, stale)
+	}
+	if out := lab.node.Run(t, "nft", "list", "chains", "ip"); strings.Contains(out, stale) {
+		t.Fatalf("chain %s not deleted", stale)
+	}
+}
+
+// TestNFTablesFailedApplyKeepsRules: a transaction the kernel refuses
+// leaves the loaded rules forwarding, the error quotes the refused command,
+// and the next sync, once the conflict is gone, carries the change again.
+// The refusal is a real one: an element the applier does not own (added by
+// hand) holds the address a new Service needs.
+func TestNFTablesFailedApplyKeepsRules(t *testing.T) {
+	lab := newNetLab(t, 3)
+	services, slices := labServices(lab)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	applier := &NFTablesApplier{Exec: lab.nodeExec}
+	if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
+		t.Fatal(err)
+	}
+	squatter := "add element ip kube-proxy service-ips { 203.0.113.30 . tcp . 80 : goto reject-chain }"
+	lab.node.Run(t, "nft", squatter)
+
+	services = append(services, service("late", "203.0.113.30", 80))
+	slices = append(slices, endpointSlice("late", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[2].String(), node: "other"}))
+	slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"})
+	_, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
+	if err == nil || !strings.Contains(err.Error(), "203.0.113.30 . tcp . 80") || !strings.Contains(err.Error(), "File exists") {
+		t.Fatalf("apply over a conflicting element: err = %v, want an error quoting the refused element", err)
+	}
+	// The old rules still route web to all three backends.
+	seen := map[string]bool{}
+	for range 40 {
+		r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
+		if err != nil {
+			t.Fatalf("after a failed apply: %v", err)
+		}
+		seen[r.backend] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("after a failed apply web reached %v, want the old rules' three backends", seen)
+	}
+
+	lab.node.Run(t, "nft", strings.Replace(squatter, "add", "delete", 1))
+	s, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
+	if err != nil {
+		t.Fatalf("sync after the failure: %v", err)
+	}
+	if s.Full || len(s.Written) != 2 {
+		t.Fatalf("sync after the failure: full=%v wrote %v, want the failed sync's late and web again", s.Full, s.Written)
+	}
+	for range 10 {
+		if r, err := lab.dialTCP(t, addrPort("203.0.113.10:80")); err != nil || r.backend != "be2" {
+			t.Fatalf("after recovery web reached %+v, %v; want be2", r, err)
+		}
+	}
+	if r, err := lab.dialTCP(t, addrPort("203.0.113.30:80")); err != nil || r.backend != "be3" {
+		t.Fatalf("after recovery the new Service reached %+v, %v; want be3", r, err)
+	}
+}

@@ -1,0 +1,424 @@
+package proxyrules
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/knftables"
+)
+
+// nftWriter writes the rules of one sync; everything here follows
+// setupNFTables and syncProxyRules in pkg/proxy/nftables/proxier.go.
+type nftWriter struct {
+	g        *NFTables
+	cfg      *Config
+	ip       string // "ip" or "ip6", as in "ip daddr"
+	addrType string // "ipv4_addr" or "ipv6_addr"
+	masq     string // the rule that marks a packet for masquerade
+	notLocal string // the local-traffic detector, negated ("" without a cluster CIDR)
+	local    string
+	buf      []byte
+}
+
+func newNFTWriter(g *NFTables, m *Model) *nftWriter {
+	w := &nftWriter{g: g, cfg: &m.Config, ip: "ip", addrType: "ipv4_addr"}
+	if m.Config.Family == corev1.IPv6Protocol {
+		w.ip, w.addrType = "ip6", "ipv6_addr"
+	}
+	w.masq = "mark set mark or " + m.Config.masqueradeMark()
+	if m.Config.ClusterCIDR.IsValid() {
+		cidr := m.Config.ClusterCIDR.Masked().String()
+		w.local = w.ip + " saddr " + cidr
+		w.notLocal = w.ip + " saddr != " + cidr
+	}
+	return w
+}
+
+type nftBaseChain struct {
+	name     string
+	typ      knftables.BaseChainType
+	hook     knftables.BaseChainHook
+	priority knftables.BaseChainPriority
+}
+
+var nftBaseChains = []nftBaseChain{
+	{nftFilterPreroutingPreDNAT, knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority + "-10"},
+	{nftFilterOutputPreDNAT, knftables.FilterType, knftables.OutputHook, knftables.DNATPriority + "-10"},
+	{nftFilterInput, knftables.FilterType, knftables.InputHook, knftables.FilterPriority},
+	{nftFilterForward, knftables.FilterType, knftables.ForwardHook, knftables.FilterPriority},
+	{nftFilterOutput, knftables.FilterType, knftables.OutputHook, knftables.FilterPriority},
+	{nftNATPrerouting, knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority},
+	{nftNATOutput, knftables.NATType, knftables.OutputHook, knftables.DNATPriority},
+	{nftNATPostrouting, knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority},
+}
+
+// nftJumps are the rules from base chains to the top-level chains.
+var nftJumps = []struct{ to, from, match string }{
+	{nftNodePortEPCheck, nftFilterInput, "ct state new"},
+	{nftServiceEPCheck, nftFilterInput, "ct state new"},
+	{nftServiceEPCheck, nftFilterForward, "ct state new"},
+	{nftServiceEPCheck, nftFilterOutput, "ct state new"},
+	{nftFirewallCheck, nftFilterPreroutingPreDNAT, "ct state new"},
+	{nftFirewallCheck, nftFilterOutputPreDNAT, "ct state new"},
+	{nftServices, nftNATOutput, ""},
+	{nftServices, nftNATPrerouting, ""},
+	{nftMasquerading, nftNATPostrouting, ""},
+	{nftClusterIPsCheck, nftFilterForward, "ct state new"},
+	{nftClusterIPsCheck, nftFilterOutput, "ct state new"},
+}
+
+// setup writes what a full sync rewrites: the table, its base and
+// top-level chains with their fixed rules, and the shared sets and maps.
+// recreate also deletes and recreates the base chains, which kube-proxy
+// does once per run so that changed chain properties apply.
+func (w *nftWriter) setup(o *nftOps, recreate bool) {
+	ip, addr := w.ip, w.addrType
+	notLocalhost := "ip daddr != 127.0.0.0/8"
+	if ip == "ip6" {
+		notLocalhost = "ip6 daddr != ::1"
+	}
+	o.object(nftAdd, &knftables.Table{Comment: ptrTo("rules for kube-proxy")})
+	if recreate {
+		for _, bc := range nftBaseChains {
+			o.chain(nftAdd, bc.name)
+			o.chain(nftDelete, bc.name)
+		}
+	}
+	for _, bc := range nftBaseChains {
+		o.object(nftAdd, &knftables.Chain{Name: bc.name, Type: ptrTo(bc.typ), Hook: ptrTo(bc.hook), Priority: ptrTo(bc.priority)})
+		o.chain(nftFlush, bc.name)
+	}
+	created := map[string]bool{}
+	for _, j := range nftJumps {
+		if !created[j.to] {
+			created[j.to] = true
+			o.ensureChain(j.to)
+		}
+		rule := "jump " + j.to
+		if j.match != "" {
+			rule = j.match + " " + rule
+		}
+		o.rule(j.from, rule, "")
+	}
+
+	o.object(nftAdd, &knftables.Set{Name: nftHairpin, Type: addr + " . " + addr + " . inet_proto . inet_service",
+		Comment: ptrTo("service hairpin connections")})
+	mark := w.cfg.masqueradeMark()
+	o.rule(nftMasquerading, "mark and "+mark+" != 0 mark set mark xor "+mark+" masquerade fully-random", "")
+	o.rule(nftMasquerading, "ct status dnat "+ip+" saddr . "+ip+" daddr . meta l4proto . th dport @"+nftHairpin+" masquerade fully-random", "")
+
+	o.object(nftAdd, &knftables.Set{Name: nftClusterIPs, Type: addr, Comment: ptrTo("Active ClusterIPs")})
+	o.rule(nftClusterIPsCheck, ip+" daddr @"+nftClusterIPs+" reject", "Reject traffic to invalid ports of ClusterIPs")
+	if len(w.g.ServiceCIDRs) > 0 {
+		cidrs := make([]string, len(w.g.ServiceCIDRs))
+		for i, c := range w.g.ServiceCIDRs {
+			cidrs[i] = c.Masked().String()
+		}
+		o.rule(nftClusterIPsCheck, ip+" daddr { "+strings.Join(cidrs, ",")+" } drop", "Drop traffic to unallocated ClusterIPs")
+	}
+
+	// nodeport-ips exists only with restricted NodePort addresses; the
+	// add before the delete makes the delete succeed either way.
+	o.object(nftAdd, &knftables.Set{Name: nftNodePortIPs, Type: addr, Comment: ptrTo("IPs that accept NodePort traffic")})
+	matchAll := len(w.cfg.NodePortAddresses) == 0
+	if matchAll {
+		o.object(nftDelete, &knftables.Set{Name: nftNodePortIPs})
+	} else {
+		o.object(nftFlush, &knftables.Set{Name: nftNodePortIPs})
+		for _, a := range w.cfg.NodePortAddresses {
+			if !a.IsLoopback() {
+				*o = append(*o, nftOp{verb: nftAdd, kind: nftSetElem, name: nftNodePortIPs, text: a.String()})
+			}
+		}
+	}
+
+	o.object(nftAdd, &knftables.Map{Name: nftNoEndpointServices, Type: addr + " . inet_proto . inet_service : verdict",
+		Comment: ptrTo("vmap to drop or reject packets to services with no endpoints")})
+	o.object(nftAdd, &knftables.Map{Name: nftNoEndpointNodePort, Type: "inet_proto . inet_service : verdict",
+		Comment: ptrTo("vmap to drop or reject packets to service nodeports with no endpoints")})
+	o.object(nftAdd, &knftables.Chain{Name: nftReject, Comment: ptrTo("helper for @no-endpoint-services / @no-endpoint-nodeports")})
+	o.chain(nftFlush, nftReject)
+	o.rule(nftReject, "reject", "")
+	o.rule(nftServiceEPCheck, ip+" daddr . meta l4proto . th dport vmap @"+nftNoEndpointServices, "")
+	if matchAll {
+		o.rule(nftNodePortEPCheck, notLocalhost+" meta l4proto . th dport vmap @"+nftNoEndpointNodePort, "")
+	} else {
+		o.rule(nftNodePortEPCheck, ip+" daddr @"+nftNodePortIPs+" meta l4proto . th dport vmap @"+nftNoEndpointNodePort, "")
+	}
+
+	// Localhost NodePorts (the alpha KubeProxyNFTablesLocalhostNodePorts
+	// feature, off by default) are not served: their objects are removed.
+	o.object(nftAdd, &knftables.Map{Name: nftLocalhostReject, Type: "inet_proto . inet_service : verdict",
+		Comment: ptrTo("localhost NodePorts rejected by kube-proxy")})
+	o.object(nftDelete, &knftables.Map{Name: nftLocalhostReject})
+	for _, proto := range []string{"tcp", "udp", "sctp"} {
+		o.chain(nftAdd, "localhost-nodeport-reject-"+proto)
+		o.chain(nftDelete, "localhost-nodeport-reject-"+proto)
+		o.object(nftAdd, &knftables.Counter{Name: "localhost-nodeport-rejected-" + proto})
+		o.object(nftDelete, &knftables.Counter{Name: "localhost-nodeport-rejected-" + proto})
+	}
+
+	o.object(nftAdd, &knftables.Map{Name: nftFirewallIPs, Type: addr + " . inet_proto . inet_service : verdict",
+		Comment: ptrTo("destinations that are subject to LoadBalancerSourceRanges")})
+	o.rule(nftFirewallCheck, ip+" daddr . meta l4proto . th dport vmap @"+nftFirewallIPs, "")
+
+	o.object(nftAdd, &knftables.Map{Name: nftServiceIPs, Type: addr + " . inet_proto . inet_service : verdict",
+		Comment: ptrTo("ClusterIP, ExternalIP and LoadBalancer IP traffic")})
+	o.object(nftAdd, &knftables.Map{Name: nftServiceNodePorts, Type: "inet_proto . inet_service : verdict",
+		Comment: ptrTo("NodePort traffic")})
+	switch {
+	case w.cfg.MasqueradeAll:
+		o.rule(nftServices, ip+" daddr @"+nftClusterIPs+" "+w.masq, "masquerade all clusterIP traffic")
+	case w.notLocal != "":
+		// Off-cluster traffic to a VIP may bounce off-node: masquerade it.
+		o.rule(nftServices, ip+" daddr @"+nftClusterIPs+" "+w.notLocal+" "+w.masq, "masquerade clusterIP traffic from outside cluster")
+	}
+	o.rule(nftServices, ip+" daddr . meta l4proto . th dport vmap @"+nftServiceIPs, "")
+	if matchAll {
+		o.rule(nftServices, "fib daddr type local "+notLocalhost+" meta l4proto . th dport vmap @"+nftServiceNodePorts, "")
+	} else {
+		o.rule(nftServices, ip+" daddr @"+nftNodePortIPs+" meta l4proto . th dport vmap @"+nftServiceNodePorts, "")
+	}
+}
+
+// port writes a ServicePort's own chains to o and returns its record: those
+// chains, its affinity sets and its elements of the shared sets and maps.
+func (w *nftWriter) port(p *PortState, o *nftOps) *nftPortRecord {
+	rec := &nftPortRecord{}
+	name := p.Name.String()
+	comment := name
+	if len(comment) > knftables.CommentLengthMax {
+		comment = comment[:knftables.CommentLengthMax]
+	}
+	proto := strings.ToLower(string(p.Name.Protocol))
+	port := strconv.Itoa(p.Port)
+	names := NFTablesChainsFor(p.Name)
+	pol := policyOf(p)
+	c := &p.Categorized
+	ensure := func(chain string) {
+		o.ensureChain(chain)
+		rec.chains = append(rec.chains, chain)
+	}
+	elem := func(container uint8, key, value, comment string) {
+		rec.elems = append(rec.elems, nftElem{c: container, key: key, value: value, comment: comment})
+	}
+
+	affinity := p.ClientIPAffinity
+	for _, ep := range c.Reachable {
+		if affinity {
+			chain, _ := w.endpointNames(p, ep)
+			ensure(chain)
+		}
+		if ep.Local {
+			ip := ep.Addr.Addr().String()
+			elem(cHairpin, ip+" . "+ip+" . "+proto+" . "+itoa(int(ep.Addr.Port())), "", "")
+		}
+	}
+	if pol.UsesClusterChain {
+		ensure(names.Cluster)
+	}
+	if pol.UsesLocalChain {
+		ensure(names.Local)
+	}
+	internalChain, externalPolicyChain := names.Cluster, names.Cluster
+	if pol.InternalLocal {
+		internalChain = names.Local
+	}
+	if pol.ExternalLocal {
+		externalPolicyChain = names.Local
+	}
+	if pol.UsesExternalChain {
+		ensure(names.External)
+	}
+	var internalVerdict, externalVerdict string
+	switch {
+	case !c.HasAny:
+		internalVerdict, externalVerdict = "goto "+nftReject, "goto "+nftReject
+	default:
+		if !pol.HasInternal {
+			internalVerdict = "drop"
+		}
+		if !pol.HasExternal {
+			externalVerdict = "drop"
+		}
+	}
+
+	key := func(ip netip.Addr) string { return ip.String() + " . " + proto + " . " + port }
+	clusterIP := p.ClusterIP.String()
+	elem(cClusterIPs, clusterIP, "", "")
+	if pol.HasInternal {
+		elem(cServiceIPs, key(p.ClusterIP), "goto "+internalChain, "")
+	} else {
+		elem(cNoEndpointServices, key(p.ClusterIP), internalVerdict, comment)
+	}
+	for _, ip := range p.ExternalIPs {
+		if c.HasAny {
+			elem(cServiceIPs, key(ip), "goto "+names.External, "")
+		}
+		if !pol.HasExternal {
+			elem(cNoEndpointServices, key(ip), externalVerdict, comment)
+		}
+	}
+	if pol.HasSourceRanges {
+		ensure(names.Firewall)
+	}
+	for _, ip := range p.LoadBalancerVIPs {
+		if c.HasAny {
+			elem(cServiceIPs, key(ip), "goto "+names.External, "")
+		}
+		if pol.HasSourceRanges {
+			elem(cFirewallIPs, key(ip), "goto "+names.Firewall, "")
+		}
+	}
+	if !pol.HasExternal {
+		for _, ip := range p.LoadBalancerVIPs {
+			elem(cNoEndpointServices, key(ip), externalVerdict, comment)
+		}
+	}
+	if p.NodePort != 0 {
+		npKey := proto + " . " + strconv.Itoa(p.NodePort)
+		if c.HasAny {
+			elem(cServiceNodePorts, npKey, "goto "+names.External, "")
+		}
+		if !pol.HasExternal {
+			elem(cNoEndpointNodePorts, npKey, externalVerdict, comment)
+		}
+	}
+
+	if pol.UsesExternalChain {
+		if !pol.ExternalLocal {
+			// Traffic to a Cluster-policy endpoint may cross nodes.
+			o.rule(names.External, w.masq, "masquerade")
+		} else {
+			if w.local != "" {
+				// Pods reaching an external destination skip the policy,
+				// as if they went out to the load balancer and back.
+				o.rule(names.External, w.local+" goto "+names.Cluster, "short-circuit pod traffic")
+			}
+			// The node's own traffic has the VIP's local address as its
+			// source: it is masqueraded and may go to any endpoint.
+			o.rule(names.External, "fib saddr type local "+w.masq, "masquerade local traffic")
+			o.rule(names.External, "fib saddr type local goto "+names.Cluster, "short-circuit local traffic")
+		}
+		if pol.HasExternal {
+			o.rule(names.External, "goto "+externalPolicyChain, "")
+		}
+	}
+	if pol.HasSourceRanges {
+		sources := make([]string, 0, len(p.SourceRanges)+len(p.LoadBalancerVIPs))
+		for _, r := range p.SourceRanges {
+			sources = append(sources, r.String())
+		}
+		if sourceRangesAdmitNode(p.ServicePort, w.cfg.NodeIP) {
+			for _, ip := range p.LoadBalancerVIPs {
+				sources = append(sources, ip.String())
+			}
+		}
+		o.rule(names.Firewall, w.ip+" saddr != { "+strings.Join(sources, " , ")+" } drop", "")
+	}
+
+	if affinity {
+		timeout := time.Duration(p.StickyMaxAgeSeconds) * time.Second
+		for _, ep := range c.Reachable {
+			_, set := w.endpointNames(p, ep)
+			o.object(nftAdd, &knftables.Set{Name: set, Type: w.addrType,
+				Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &timeout})
+			rec.sets = append(rec.sets, set)
+		}
+		if pol.UsesClusterChain {
+			w.endpointJumps(o, p, names.Cluster, c.Cluster)
+		}
+		if pol.UsesLocalChain {
+			w.endpointJumps(o, p, names.Local, c.Local)
+		}
+		for _, ep := range c.Reachable {
+			chain, set := w.endpointNames(p, ep)
+			o.rule(chain, "update @"+set+" { "+w.ip+" saddr }", "")
+			o.rule(chain, "meta l4proto "+proto+" dnat to "+ep.String(), "")
+		}
+	} else {
+		if pol.UsesClusterChain {
+			w.endpointDNATs(o, proto, names.Cluster, c.Cluster)
+		}
+		if pol.UsesLocalChain {
+			w.endpointDNATs(o, proto, names.Local, c.Local)
+		}
+	}
+	return rec
+}
+
+// endpointDNATs picks an endpoint at random and DNATs to it: kube-proxy's
+// one rule with a numgen map (one endpoint: a plain DNAT), or, with
+// EndpointRules, one rule per endpoint, the i-th taken with probability
+// 1/(n-i), which is the same uniform choice.
+func (w *nftWriter) endpointDNATs(o *nftOps, proto, chain string, eps []*Endpoint) {
+	prefix := "meta l4proto " + proto + " dnat to "
+	if len(eps) == 1 {
+		o.rule(chain, prefix+eps[0].String(), "")
+		return
+	}
+	if w.g.EndpointRules {
+		for i, ep := range eps {
+			if left := len(eps) - i; left > 1 {
+				o.rule(chain, "numgen random mod "+itoa(left)+" 0 "+prefix+ep.String(), "")
+			} else {
+				o.rule(chain, prefix+ep.String(), "")
+			}
+		}
+		return
+	}
+	b := w.buf[:0]
+	b = append(b, "meta l4proto "...)
+	b = append(b, proto...)
+	b = append(b, " dnat "...)
+	b = append(b, w.ip...)
+	b = append(b, " addr . port to numgen random mod "...)
+	b = strconv.AppendInt(b, int64(len(eps)), 10)
+	b = append(b, " map { "...)
+	for i, ep := range eps {
+		if i > 0 {
+			b = append(b, " , "...)
+		}
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, " : "...)
+		b = ep.Addr.Addr().AppendTo(b)
+		b = append(b, " . "...)
+		b = strconv.AppendUint(b, uint64(ep.Addr.Port()), 10)
+	}
+	b = append(b, " }"...)
+	o.rule(chain, string(b), "")
+	w.buf = b
+}
+
+// endpointJumps, with ClientIP affinity: a client seen recently goes to its
+// endpoint's chain; anyone else to one at random.
+func (w *nftWriter) endpointJumps(o *nftOps, p *PortState, chain string, eps []*Endpoint) {
+	b := w.buf[:0]
+	b = append(b, "numgen random mod "...)
+	b = strconv.AppendInt(b, int64(len(eps)), 10)
+	b = append(b, " vmap { "...)
+	for i, ep := range eps {
+		epChain, set := w.endpointNames(p, ep)
+		o.rule(chain, w.ip+" saddr @"+set+" goto "+epChain, "")
+		if i > 0 {
+			b = append(b, " , "...)
+		}
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, " : goto "...)
+		b = append(b, epChain...)
+	}
+	b = append(b, " }"...)
+	o.rule(chain, string(b), "")
+	w.buf = b
+}
+
+func (w *nftWriter) endpointNames(p *PortState, ep *Endpoint) (chain, set string) {
+	return NFTablesEndpointChain(p.Name, ep)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func ptrTo[T any](v T) *T { return &v }
