@@ -276,7 +276,8 @@ func TestContainerSecurityContext(t *testing.T) {
 		ReadonlyPaths:      []string{},
 		Seccomp:            &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/var/lib/kubelet/seccomp/audit.json"},
 		Apparmor:           &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
-		ApparmorProfile:    "runtime/default",
+		//lint:ignore SA1019 the kubelet still fills the deprecated field
+		ApparmorProfile: "runtime/default",
 	}
 	if !proto.Equal(got.Linux.SecurityContext, want) {
 		t.Fatalf("security context:\n got %v\nwant %v", got.Linux.SecurityContext, want)
@@ -295,6 +296,7 @@ func TestContainerSecurityContext(t *testing.T) {
 	}
 	pod.Annotations = map[string]string{corev1.DeprecatedAppArmorBetaContainerAnnotationKeyPrefix + "c": "localhost/k8s-nginx"}
 	got, _ = cfg.ContainerConfig(pod, &pod.Spec.Containers[0], cri.ContainerInput{})
+	//lint:ignore SA1019 the kubelet still fills the deprecated field
 	if got.Linux.SecurityContext.ApparmorProfile != "localhost/k8s-nginx" || got.Linux.SecurityContext.Apparmor.LocalhostRef != "k8s-nginx" {
 		t.Errorf("apparmor annotation: %v", got.Linux.SecurityContext)
 	}

@@ -187,6 +187,7 @@ func (c *Config) containerSecurityContext(pod *corev1.Pod, ctr *corev1.Container
 	if sc.Seccomp, err = c.seccompProfile(pod.Spec.SecurityContext, ctr.SecurityContext); err != nil {
 		return nil, err
 	}
+	//lint:ignore SA1019 the kubelet still fills the deprecated field, for older runtimes
 	if sc.Apparmor, sc.ApparmorProfile, err = appArmorProfile(pod, ctr); err != nil {
 		return nil, err
 	}
