@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/knftables"
 
 	"github.com/kube-nodekit/nodekit/internal/testenv"
 )
@@ -47,7 +48,9 @@ func fuzzObjects(clusterIP, extIP, lbIP, srcRange, epAddr, proto string, port, n
 }
 
 // FuzzNewModel: arbitrary Service and EndpointSlice fields never panic, and
-// the payload is always well formed (every rule's chain declared first).
+// the output is always well formed: in the iptables payload every rule's
+// chain is declared first, and knftables' Fake accepts the nftables
+// transaction.
 func FuzzNewModel(f *testing.F) {
 	f.Add("10.96.0.1", "203.0.113.1", "198.51.100.1", "192.0.2.0/24", "10.244.0.5", "TCP", int32(80), int32(30080), int32(8080), uint8(0))
 	f.Add("010.096.000.001", " ", "::1", "0.0.0.0/0", "fe80::1%eth0", "SCTP", int32(65536), int32(-1), int32(0), uint8(255))
@@ -60,6 +63,11 @@ func FuzzNewModel(f *testing.F) {
 		}
 		if err := wellFormed(new(IPTables).Sync(m, true).Payload); err != "" {
 			t.Fatal(err)
+		}
+		// knftables' Fake refuses references to missing chains and maps.
+		tx := new(NFTables).Sync(m, true).Transaction()
+		if err := knftables.NewFake(knftables.IPv4Family, NFTablesTable).Run(context.Background(), tx); err != nil {
+			t.Fatalf("nftables transaction refused: %v\n%s", err, tx)
 		}
 	})
 }
@@ -100,9 +108,15 @@ func TestFuzzSeedsLoadInKernel(t *testing.T) {
 		m, _ := NewModel(DefaultConfig("node1"), svcs, eps)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		out, err := HostExec(ctx, new(IPTables).Sync(m, true).Payload, "ip", "netns", "exec", ns.Name, "iptables-restore", "--test", "--noflush")
-		cancel()
 		if err != nil {
 			t.Errorf("seed %+v: iptables-restore --test: %v: %s", seed, err, out)
 		}
+		for _, g := range []*NFTables{{}, {EndpointRules: true}} {
+			out, err = HostExec(ctx, g.Sync(m, true).Script(), "ip", "netns", "exec", ns.Name, "nft", "-c", "-f", "-")
+			if err != nil {
+				t.Errorf("seed %+v: nft -c (EndpointRules %v): %v: %s", seed, g.EndpointRules, err, out)
+			}
+		}
+		cancel()
 	}
 }

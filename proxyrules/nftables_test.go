@@ -1,0 +1,310 @@
+package proxyrules
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/knftables"
+)
+
+// runNFT syncs g, runs the transaction on fake (knftables' in-memory
+// nftables, which refuses references to missing chains, sets and maps)
+// and commits it.
+func runNFT(t *testing.T, g *NFTables, fake *knftables.Fake, m *Model, full bool) *NFTablesSync {
+	t.Helper()
+	s := g.Sync(m, full)
+	if err := fake.Run(context.Background(), s.Transaction()); err != nil {
+		t.Fatalf("transaction refused: %v\n%s", err, s.Transaction())
+	}
+	s.Commit()
+	return s
+}
+
+func newNFTFake(f corev1.IPFamily) *knftables.Fake {
+	return knftables.NewFake(nftFamily(f), NFTablesTable)
+}
+
+// TestNFTablesNames pins kube-proxy's names (examples from
+// pkg/proxy/nftables/proxier_test.go), IPv6 endpoints included.
+func TestNFTablesNames(t *testing.T) {
+	svc1 := ServicePortName{Namespace: "ns1", Name: "svc1", Port: "p80", Protocol: corev1.ProtocolTCP}
+	if got := NFTablesChainsFor(svc1).Cluster; got != "service-ULMVA6XW-ns1/svc1/tcp/p80" {
+		t.Errorf("cluster chain = %s", got)
+	}
+	svc5 := ServicePortName{Namespace: "ns5", Name: "svc5", Port: "p80", Protocol: corev1.ProtocolTCP}
+	chain, set := NFTablesEndpointChain(svc5, &Endpoint{Addr: addrPort("10.180.0.3:80")})
+	if chain != "endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80" || set != "affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80" {
+		t.Errorf("endpoint names = %s, %s", chain, set)
+	}
+	chain, _ = NFTablesEndpointChain(svc5, &Endpoint{Addr: addrPort("[fd00:10:180::3]:80")})
+	if chain != "endpoint-5HFFSBBM-ns5/svc5/tcp/p80__fd00.10.180..3/80" {
+		t.Errorf("IPv6 endpoint chain = %s", chain)
+	}
+	long := ServicePortName{Namespace: strings.Repeat("n", 63), Name: strings.Repeat("s", 63), Port: strings.Repeat("p", 63), Protocol: corev1.ProtocolSCTP}
+	chain, _ = NFTablesEndpointChain(long, &Endpoint{Addr: addrPort("[fd00:1111:2222:3333:4444:5555:6666:7777]:65535")})
+	if len(chain) > knftables.NameLengthMax || !strings.HasSuffix(chain, "...") {
+		t.Errorf("overlong endpoint chain not cut to %d with \"...\": %d %s", knftables.NameLengthMax, len(chain), chain)
+	}
+}
+
+// TestNFTablesScriptIsKnftablesText: the nft script the applier loads is,
+// unbatched, exactly what knftables writes for the same transaction, and
+// batching only merges element commands.
+func TestNFTablesScriptIsKnftablesText(t *testing.T) {
+	svcs, eps := cluster(50, 3)
+	svcs = append(svcs, service("sticky", "10.96.9.9", 80, clientIPAffinity(60), loadBalancer(30999, 31999, "203.0.113.9"), sourceRanges("192.0.2.0/24")))
+	s := new(NFTables).Sync(mustModel(t, DefaultConfig("node1"), svcs, eps), true)
+	want := s.Transaction().String()
+	if got := string(s.ops.script(s.family, false)); got != want {
+		t.Fatalf("unbatched script differs from knftables' text:\n%s", firstDiff(got, want))
+	}
+	batched := string(s.Script())
+	if strings.Count(batched, "\n") >= strings.Count(want, "\n") {
+		t.Fatal("batching merged no element commands")
+	}
+	unbatch := func(script string) []string {
+		var out []string
+		for _, line := range strings.Split(strings.TrimSpace(script), "\n") {
+			head, body, ok := strings.Cut(line, " { ")
+			if !ok || !strings.Contains(head, " element ") {
+				out = append(out, line)
+				continue
+			}
+			for _, e := range strings.Split(strings.TrimSuffix(body, " }"), ", ") {
+				out = append(out, head+" { "+e+" }")
+			}
+		}
+		return out
+	}
+	if got, want := unbatch(batched), strings.Split(strings.TrimSpace(want), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("batched script is not the same commands:\n%s", firstDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
+	}
+}
+
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range min(len(al), len(bl)) {
+		if al[i] != bl[i] {
+			return "line " + itoa(i+1) + ":\n  " + al[i] + "\n  " + bl[i]
+		}
+	}
+	return "lengths " + itoa(len(al)) + " and " + itoa(len(bl))
+}
+
+// TestNFTablesPartialSyncTouchesOnlyChanges pins kube-proxy's incremental
+// transactions: after a committed sync, one Service's endpoint change
+// rewrites only its chain and changes only its elements; the top-level
+// chains are not rewritten at all.
+func TestNFTablesPartialSyncTouchesOnlyChanges(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	svcs, eps := cluster(1000, 10)
+	var g NFTables
+	fake := newNFTFake(cfg.Family)
+	first := runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false)
+	if !first.Full || len(first.Written) != 1000 {
+		t.Fatalf("first sync: full=%v written=%d, want a full sync of 1000 ports", first.Full, len(first.Written))
+	}
+	if s := runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false); s.Full || len(s.Written) != 0 || s.NumOperations() != 0 {
+		t.Fatalf("no change: full=%v written=%v ops=%d, want an empty partial sync", s.Full, s.Written, s.NumOperations())
+	}
+
+	// s7 loses an endpoint: only its chain is rewritten.
+	eps[7] = eps[7].DeepCopy()
+	eps[7].Endpoints = eps[7].Endpoints[:9]
+	s := runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false)
+	s7 := ServicePortName{Namespace: "ns", Name: "s7", Port: "p", Protocol: corev1.ProtocolTCP}
+	if s.Full || !slices.Equal(s.Written, []ServicePortName{s7}) {
+		t.Fatalf("one change: full=%v written=%v, want only %v", s.Full, s.Written, s7)
+	}
+	chain := NFTablesChainsFor(s7).Cluster
+	got := strings.Split(strings.TrimSpace(s.Transaction().String()), "\n")
+	if len(got) != 3 || got[0] != "add chain ip kube-proxy "+chain || got[1] != "flush chain ip kube-proxy "+chain ||
+		!strings.HasPrefix(got[2], "add rule ip kube-proxy "+chain+" meta l4proto tcp dnat ip addr . port to numgen random mod 9 map {") {
+		t.Fatalf("partial transaction:\n%s\nwant s7's chain rewritten, nothing else", strings.Join(got, "\n"))
+	}
+
+	// The Service goes: its elements are deleted and its chain emptied,
+	// but the hairpin element of its node-local endpoint stays, because
+	// s32 has an endpoint with the same address and port.
+	svcs = slices.Delete(svcs, 7, 8)
+	s = runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false)
+	want := []string{
+		"delete element ip kube-proxy cluster-ips { 10.96.0.8 }",
+		"delete element ip kube-proxy service-ips { 10.96.0.8 . tcp . 80 }",
+		"flush chain ip kube-proxy " + chain,
+	}
+	if got := strings.Split(strings.TrimSpace(s.Transaction().String()), "\n"); !slices.Equal(got, want) || !slices.Equal(s.Flushed, []string{chain}) {
+		t.Fatalf("after the Service went:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(fake.Dump(), "hairpin-connections { 10.128.0.8 . 10.128.0.8 . tcp . 8080 }") {
+		t.Fatal("the hairpin element s32 still needs was deleted")
+	}
+}
+
+// TestNFTablesStaleChainsDeletedAfterASecond: as kube-proxy, a chain that
+// is no longer used is emptied at once and deleted by the first sync at
+// least a second later (kernels before 6.2 may still count a reference
+// from a just-deleted map element); one used again is kept.
+func TestNFTablesStaleChainsDeletedAfterASecond(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	g := NFTables{Clock: clk}
+	fake := newNFTFake(cfg.Family)
+	svcs, eps := cluster(3, 2)
+	runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false)
+	gone := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "s1", Port: "p", Protocol: corev1.ProtocolTCP}).Cluster
+	s := runNFT(t, &g, fake, mustModel(t, cfg, slices.Delete(slices.Clone(svcs), 1, 2), eps), false)
+	if !slices.Equal(s.Flushed, []string{gone}) || len(s.Deleted) != 0 {
+		t.Fatalf("flushed %v deleted %v, want %s flushed only", s.Flushed, s.Deleted, gone)
+	}
+	clk.SetTime(clk.Now().Add(999 * time.Millisecond))
+	if s := runNFT(t, &g, fake, mustModel(t, cfg, slices.Delete(slices.Clone(svcs), 1, 2), eps), false); len(s.Deleted) != 0 {
+		t.Fatalf("deleted %v before a second passed", s.Deleted)
+	}
+	clk.SetTime(clk.Now().Add(time.Millisecond))
+	if s := runNFT(t, &g, fake, mustModel(t, cfg, slices.Delete(slices.Clone(svcs), 1, 2), eps), false); !slices.Equal(s.Deleted, []string{gone}) {
+		t.Fatalf("deleted %v a second later, want %s", s.Deleted, gone)
+	}
+	if strings.Contains(fake.Dump(), gone) {
+		t.Fatalf("%s still in the table", gone)
+	}
+
+	// A chain that comes back before its second is up is kept.
+	runNFT(t, &g, fake, mustModel(t, cfg, slices.Delete(slices.Clone(svcs), 0, 1), eps), false)
+	clk.SetTime(clk.Now().Add(2 * time.Second))
+	if s := runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false); len(s.Deleted) != 0 {
+		t.Fatalf("deleted %v, a chain in use again", s.Deleted)
+	}
+}
+
+// TestNFTablesUncommittedSyncIsRetried: a transaction that failed to load
+// is not committed, so the next partial sync carries its changes again.
+func TestNFTablesUncommittedSyncIsRetried(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	svcs, eps := cluster(10, 2)
+	var g NFTables
+	g.Sync(mustModel(t, cfg, svcs, eps), false).Commit()
+	eps[3] = eps[3].DeepCopy()
+	eps[3].Endpoints = eps[3].Endpoints[:1]
+	failed := g.Sync(mustModel(t, cfg, svcs, eps), false)
+	retry := g.Sync(mustModel(t, cfg, svcs, eps), false)
+	if failed.Transaction().String() != retry.Transaction().String() || len(retry.Written) != 1 {
+		t.Fatalf("retry:\n%s\nwant what the failed sync carried:\n%s", retry.Transaction(), failed.Transaction())
+	}
+}
+
+// TestNFTablesAdoptedObjectsRemoved: chains and affinity sets an earlier
+// proxy left in the table are emptied (chains) or deleted (sets) by the
+// first full sync unless used; objects of other kinds are never touched.
+func TestNFTablesAdoptedObjectsRemoved(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	svcs, eps := cluster(1, 1)
+	used := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "s0", Port: "p", Protocol: corev1.ProtocolTCP}).Cluster
+	var g NFTables
+	g.Adopt([]string{"services", "service-AAAAAAAA-old/gone/tcp/p", used}, []string{"affinity-BBBBBBBB-old/gone/tcp/p__10.0.0.1/80", "cluster-ips"})
+	s := g.Sync(mustModel(t, cfg, svcs, eps), false)
+	if !slices.Equal(s.Flushed, []string{"service-AAAAAAAA-old/gone/tcp/p"}) || !slices.Equal(s.Deleted, []string{"affinity-BBBBBBBB-old/gone/tcp/p__10.0.0.1/80"}) {
+		t.Fatalf("flushed %v deleted %v, want only the stale service chain and affinity set", s.Flushed, s.Deleted)
+	}
+}
+
+// TestNFTablesConflictingElements: two ports that claim one address and
+// port (an external IP shared by mistake) get a deterministic winner, the
+// first in name order, whichever order the Services come in; when the
+// winner goes, the other takes over.
+func TestNFTablesConflictingElements(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	a := service("a", "10.96.0.1", 80, externalIPs("203.0.113.5"))
+	b := service("b", "10.96.0.2", 80, externalIPs("203.0.113.5"))
+	eps := []*discoveryv1.EndpointSlice{
+		endpointSlice("a", 8080, corev1.ProtocolTCP, ep{ip: "10.244.0.1"}),
+		endpointSlice("b", 8080, corev1.ProtocolTCP, ep{ip: "10.244.0.2"}),
+	}
+	extA := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "a", Port: "p", Protocol: corev1.ProtocolTCP}).External
+	extB := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "b", Port: "p", Protocol: corev1.ProtocolTCP}).External
+	for _, order := range [][]*corev1.Service{{a, b}, {b, a}} {
+		var g NFTables
+		fake := newNFTFake(cfg.Family)
+		runNFT(t, &g, fake, mustModel(t, cfg, order, eps), false)
+		if e := fake.Table.Maps[nftServiceIPs].FindElement("203.0.113.5", "tcp", "80"); e == nil || e.Value[0] != "goto "+extA {
+			t.Fatalf("203.0.113.5:80 goes to %v, want %s", e, extA)
+		}
+		runNFT(t, &g, fake, mustModel(t, cfg, []*corev1.Service{b}, eps), false)
+		if e := fake.Table.Maps[nftServiceIPs].FindElement("203.0.113.5", "tcp", "80"); e == nil || e.Value[0] != "goto "+extB {
+			t.Fatalf("after a went, 203.0.113.5:80 goes to %v, want %s", e, extB)
+		}
+	}
+}
+
+// TestNFTablesRuleShapes pins rules the random differential test in
+// conformance/ does not reach: restricted NodePort addresses, Service
+// CIDRs, masquerade-all, source ranges that admit the node, and IPv6.
+func TestNFTablesRuleShapes(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	cfg.NodeIP = netip.MustParseAddr("192.168.0.10")
+	cfg.NodePortAddresses = []netip.Addr{netip.MustParseAddr("192.168.0.10"), netip.MustParseAddr("127.0.0.1")}
+	cfg.MasqueradeAll = true
+	svcs := []*corev1.Service{service("lb", "10.96.0.1", 80, loadBalancer(30080, 32000, "203.0.113.1"), externalLocal, sourceRanges("192.168.0.0/24"))}
+	eps := []*discoveryv1.EndpointSlice{endpointSlice("lb", 8080, corev1.ProtocolTCP, ep{ip: "10.244.0.5", node: "node1"})}
+	g := NFTables{ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("10.97.0.0/16")}}
+	fw := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "lb", Port: "p", Protocol: corev1.ProtocolTCP}).Firewall
+	text := g.Sync(mustModel(t, cfg, svcs, eps), true).Transaction().String()
+	for _, want := range []string{
+		`add element ip kube-proxy nodeport-ips { 192.168.0.10 }`,
+		`add rule ip kube-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports`,
+		`add rule ip kube-proxy nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports`,
+		`add rule ip kube-proxy cluster-ips-check ip daddr { 10.96.0.0/16,10.97.0.0/16 } drop comment "Drop traffic to unallocated ClusterIPs"`,
+		`add rule ip kube-proxy services ip daddr @cluster-ips mark set mark or 0x00004000 comment "masquerade all clusterIP traffic"`,
+		`add rule ip kube-proxy ` + fw + ` ip saddr != { 192.168.0.0/24 , 203.0.113.1 } drop`,
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("transaction lacks\n%s", want)
+		}
+	}
+	if strings.Contains(text, "nodeport-ips { 127.0.0.1 }") {
+		t.Error("a loopback NodePort address must be skipped, as upstream does")
+	}
+
+	cfg6 := DefaultConfig("node1")
+	cfg6.Family = corev1.IPv6Protocol
+	cfg6.ClusterCIDR = netip.MustParsePrefix("fd00:10::/64")
+	svc := service("v6", "fd00:172:30::41", 80, nodePort(3001), externalLocal)
+	svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+	es := endpointSlice("v6", 80, corev1.ProtocolTCP, ep{ip: "fd00:10:180::1", node: "node1"}, ep{ip: "fd00:10:180::2"})
+	es.AddressType = discoveryv1.AddressTypeIPv6
+	text = new(NFTables).Sync(mustModel(t, cfg6, []*corev1.Service{svc}, []*discoveryv1.EndpointSlice{es}), true).Transaction().String()
+	names := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "v6", Port: "p", Protocol: corev1.ProtocolTCP})
+	for _, want := range []string{
+		`add table ip6 kube-proxy { comment "rules for kube-proxy" ; }`,
+		`add rule ip6 kube-proxy services fib daddr type local ip6 daddr != ::1 meta l4proto . th dport vmap @service-nodeports`,
+		`add rule ip6 kube-proxy ` + names.Cluster + ` meta l4proto tcp dnat ip6 addr . port to numgen random mod 2 map { 0 : fd00:10:180::1 . 80 , 1 : fd00:10:180::2 . 80 }`,
+		`add rule ip6 kube-proxy ` + names.Local + ` meta l4proto tcp dnat to [fd00:10:180::1]:80`,
+		`add rule ip6 kube-proxy ` + names.External + ` ip6 saddr fd00:10::/64 goto ` + names.Cluster + ` comment "short-circuit pod traffic"`,
+		`add element ip6 kube-proxy hairpin-connections { fd00:10:180::1 . fd00:10:180::1 . tcp . 80 }`,
+		`add element ip6 kube-proxy service-ips { fd00:172:30::41 . tcp . 80 : goto ` + names.Cluster + ` }`,
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("IPv6 transaction lacks\n%s", want)
+		}
+	}
+}
+
+// TestNFTablesConfigChangeIsFull: a changed configuration rewrites
+// everything, even when a partial sync was asked for.
+func TestNFTablesConfigChangeIsFull(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	svcs, eps := cluster(5, 2)
+	var g NFTables
+	g.Sync(mustModel(t, cfg, svcs, eps), false).Commit()
+	cfg.MasqueradeAll = true
+	if s := g.Sync(mustModel(t, cfg, svcs, eps), false); !s.Full || len(s.Written) != 5 {
+		t.Fatalf("after a config change: full=%v written=%d, want a full sync", s.Full, len(s.Written))
+	}
+}
