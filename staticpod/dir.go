@@ -116,6 +116,9 @@ func (d *Dir) List() Update {
 		fail(d.path, err)
 	case info.IsDir():
 		u.Pods = d.listDir(fail)
+		// A malformed glob pattern lists nothing; upstream then sends no
+		// set at all.
+		u.Keep = u.Pods == nil
 	case info.Mode().IsRegular():
 		pod, err := d.readFile(d.path)
 		if pod == nil {
@@ -144,7 +147,8 @@ func (d *Dir) listDir(fail func(string, error)) []*corev1.Pod {
 	}
 	paths, err := filepath.Glob(filepath.Join(d.path, "[^.]*"))
 	if err != nil {
-		fail(d.path, err)
+		fail(d.path, fmt.Errorf("%w: %w", ErrNoSet, err))
+		return nil
 	}
 	sort.Strings(paths)
 	pods := []*corev1.Pod{}

@@ -134,6 +134,30 @@ func TestDirListSingleFile(t *testing.T) {
 	}
 }
 
+// TestDirListMalformedPattern: a directory whose path is a malformed glob
+// pattern lists nothing and, as upstream, sends no set; a well-formed
+// pattern is listed as upstream lists it, and reported.
+func TestDirListMalformedPattern(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a[b")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "a.yaml"), podYAML("a", "v1"))
+	u := newTestDir(t, dir).List()
+	if !u.Keep || u.Pods != nil || len(errorsMatching(u, ErrNoSet)) != 1 || len(errorsMatching(u, ErrGlobPattern)) != 1 {
+		t.Fatalf("malformed pattern: %+v", u)
+	}
+	dir = filepath.Join(t.TempDir(), "a[b]")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "a.yaml"), podYAML("a", "v1"))
+	u = newTestDir(t, dir).List()
+	if u.Keep || len(u.Pods) != 0 || len(errorsMatching(u, ErrGlobPattern)) != 1 {
+		t.Fatalf("pattern that matches another directory: %+v, want an empty set (upstream's glob misses the files) and ErrGlobPattern", u)
+	}
+}
+
 // collector reads a source's updates and waits for one that satisfies a
 // condition.
 type collector struct {

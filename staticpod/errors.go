@@ -47,9 +47,10 @@ var (
 	// not empty, so, as upstream, no new set is sent — even when an empty
 	// body emptied the set in between, or when that body was rejected.
 	ErrUnchanged = errors.New("body unchanged since an earlier read; as upstream, no set is sent")
-	// ErrNoSet: a single-file path holds an invalid manifest. As upstream,
-	// no set is sent, so the source is never seen until the file is fixed.
-	ErrNoSet = errors.New("the single manifest file is not usable: no set is sent and the source is not seen")
+	// ErrNoSet: a single-file path holds an invalid manifest, or a
+	// directory path is a malformed glob pattern. As upstream, no set is
+	// sent, so the source is not seen until that is fixed.
+	ErrNoSet = errors.New("nothing usable to list: no set is sent and the source is not seen")
 )
 
 // ManifestError is a problem with one manifest: a file or a URL.
