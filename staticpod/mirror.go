@@ -121,8 +121,8 @@ func (m *Mirror) poke() {
 // Run watches the node's pods and its Node object and reconciles after
 // every change there or in SetStaticPods, every Resync, and after a
 // failure (with backoff), until ctx is cancelled; then it stops its
-// informers and returns nil. It returns an error only if its caches
-// cannot sync before ctx ends.
+// informers, waits for them, and returns nil. Errors of single reconciles
+// go to the Logger and OnError, and are retried.
 func (m *Mirror) Run(ctx context.Context) error {
 	podFactory := informers.NewSharedInformerFactoryWithOptions(m.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", m.node).String()
