@@ -44,7 +44,10 @@ type NFTables struct {
 	// adopted are chains and sets found in the kernel table before the
 	// first sync; the first full sync removes the unused ones.
 	adoptedChains, adoptedSets []string
-	hashSeed                   maphash.Seed
+	// tableAbsent: Adopt found no table.
+	tableAbsent bool
+	opsHint     int // operations in the last sync, to size the next
+	hashSeed    maphash.Seed
 }
 
 // nftState is what the kernel holds after the last committed sync.
@@ -117,9 +120,16 @@ type NFTablesSync struct {
 
 	family  knftables.Family
 	ops     nftOps
-	g       *NFTables
-	next    *nftState
-	touched [len(nftContainers)]map[string][]nftOwner
+	portOps [2]int // where the per-port chains, rules and sets are in ops
+	// fresh: the table did not exist before this sync, so its chains
+	// need no flushing.
+	fresh bool
+	g     *NFTables
+	next  *nftState
+	// touched are the container keys whose owners this sync changes,
+	// with their new owners, and the keys in the order first touched.
+	touched     [len(nftContainers)]map[string][]nftOwner
+	touchedKeys [len(nftContainers)][]string
 }
 
 // NumOperations is the number of operations in the transaction.
@@ -139,7 +149,15 @@ func (s *NFTablesSync) Transaction() *knftables.Transaction {
 
 // Script returns the sync as `nft -f` input: the commands knftables would
 // write, with the elements of each set and map batched into one command.
-func (s *NFTablesSync) Script() []byte { return s.ops.script(s.family, true) }
+// Into a table that does not exist yet (Adopt was told of no chains), the
+// per-ServicePort chains are written as one table block, which nft parses
+// faster than a command per rule.
+func (s *NFTablesSync) Script() []byte {
+	if !s.fresh {
+		return s.ops.script(s.family, true)
+	}
+	return s.blockScript()
+}
 
 // Commit records the sync as loaded. A sync that failed to load is not
 // committed, so the next one is computed against what the kernel still
@@ -160,13 +178,15 @@ func (s *NFTablesSync) Commit() {
 		g.setUp = true
 		g.adoptedChains, g.adoptedSets = nil, nil
 	}
+	g.tableAbsent = false
 }
 
 // Adopt tells the generator which chains and sets the kernel table holds
 // before its first sync (`nft list chains` / `nft list sets`), so that the
 // first full sync removes per-ServicePort chains and affinity sets an
-// earlier proxy left.
+// earlier proxy left. No chains at all means there is no table yet.
 func (g *NFTables) Adopt(chains, sets []string) {
+	g.tableAbsent = len(chains) == 0
 	for _, c := range chains {
 		if isNFTServiceChain(c) {
 			g.adoptedChains = append(g.adoptedChains, c)
@@ -188,7 +208,10 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	prev := g.committed
 	full = full || prev == nil || prev.config != cfgSum
 	w := newNFTWriter(g, m)
-	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g}
+	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g, fresh: g.committed == nil && g.tableAbsent}
+	if full {
+		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, g.EndpointRules)))
+	}
 	next := &nftState{config: cfgSum, ports: make(map[ServicePortName]*nftPortRecord, len(m.Ports)), stale: map[string]time.Time{}}
 	if prev == nil {
 		prev = &nftState{}
@@ -216,14 +239,14 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		}
 	}
 
-	var portOps nftOps
+	s.portOps[0] = len(s.ops)
 	var staleChains, staleSets []string
 	for _, p := range m.Ports {
 		sum := g.portSum(m, p)
 		old := prev.ports[p.Name]
 		rec := old
 		if full || old == nil || old.sum != sum {
-			rec = w.port(p, &portOps)
+			rec = w.port(p, &s.ops)
 			rec.sum = sum
 			s.Written = append(s.Written, p.Name)
 			if old == nil || !slices.Equal(old.elems, rec.elems) {
@@ -236,12 +259,19 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		}
 		next.ports[p.Name] = rec
 	}
-	for name, old := range prev.ports {
+	s.portOps[1] = len(s.ops)
+	var gone []ServicePortName
+	for name := range prev.ports {
 		if _, ok := next.ports[name]; !ok {
-			s.changeElems(prev, name, old, nil)
-			staleChains = append(staleChains, old.chains...)
-			staleSets = append(staleSets, old.sets...)
+			gone = append(gone, name)
 		}
+	}
+	slices.SortFunc(gone, comparePortNames)
+	for _, name := range gone {
+		old := prev.ports[name]
+		s.changeElems(prev, name, old, nil)
+		staleChains = append(staleChains, old.chains...)
+		staleSets = append(staleSets, old.sets...)
 	}
 	if full && (len(g.adoptedChains) > 0 || len(g.adoptedSets) > 0) {
 		active := activeChains(next)
@@ -262,39 +292,37 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		}
 	}
 
-	// Chains emptied by an earlier sync at least a second ago go first;
-	// one in use again is kept.
-	var deleteChains []string
-	var active map[string]bool
-	if len(prev.stale) > 0 {
-		active = activeChains(next)
-	}
-	for c, since := range prev.stale {
-		switch {
-		case active[c]:
-		case now.Sub(since) >= time.Second:
-			deleteChains = append(deleteChains, c)
-		default:
-			next.stale[c] = since
-		}
-	}
-	slices.Sort(deleteChains)
-	for _, c := range deleteChains {
-		s.ops.chain(nftDelete, c)
-	}
-
-	s.ops = append(s.ops, portOps...)
 	s.elementOps(prev)
 
 	slices.Sort(staleChains)
 	staleChains = slices.Compact(staleChains)
 	for _, c := range staleChains {
-		if _, pending := next.stale[c]; pending || slices.Contains(deleteChains, c) {
+		if _, pending := prev.stale[c]; pending {
 			continue
 		}
 		s.ops.chain(nftFlush, c)
 		s.Flushed = append(s.Flushed, c)
 		next.stale[c] = now
+	}
+	// Chains emptied by an earlier sync at least a second ago are
+	// deleted; one in use again is kept.
+	var deleteChains []string
+	var active map[string]bool
+	for c, since := range prev.stale {
+		if now.Sub(since) < time.Second {
+			next.stale[c] = since
+			continue
+		}
+		if active == nil {
+			active = activeChains(next)
+		}
+		if !active[c] {
+			deleteChains = append(deleteChains, c)
+		}
+	}
+	slices.Sort(deleteChains)
+	for _, c := range deleteChains {
+		s.ops.chain(nftDelete, c)
 	}
 	slices.Sort(staleSets)
 	for _, set := range slices.Compact(staleSets) {
@@ -303,7 +331,27 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	}
 	s.Deleted = append(deleteChains, s.Deleted...)
 	s.next = next
+	g.opsHint = len(s.ops)
 	return s
+}
+
+// estimateOps is about the number of operations of a full sync, so that
+// the first one is allocated once.
+func estimateOps(m *Model, endpointRules bool) int {
+	n := 160
+	for _, p := range m.Ports {
+		n += 8
+		if p.ExternallyAccessible() {
+			n += 6
+		}
+		if endpointRules || p.ClientIPAffinity {
+			n += len(p.Cluster) + len(p.Local)
+			if p.ClientIPAffinity {
+				n += 5 * len(p.Reachable)
+			}
+		}
+	}
+	return n
 }
 
 func activeChains(st *nftState) map[string]bool {
@@ -323,19 +371,20 @@ func (s *NFTablesSync) changeElems(prev *nftState, port ServicePortName, old, cu
 		if o, ok := s.touched[c][key]; ok {
 			return o
 		}
+		s.touchedKeys[c] = append(s.touchedKeys[c], key)
 		return slices.Clone(prev.elems[c][key])
 	}
 	if old != nil {
 		for _, e := range old.elems {
 			o := owners(e.c, e.key)
-			o = slices.DeleteFunc(o, func(w nftOwner) bool { return w.port == port })
-			s.touched[e.c][e.key] = o
+			s.touched[e.c][e.key] = slices.DeleteFunc(o, func(w nftOwner) bool { return w.port == port })
 		}
 	}
 	if cur != nil {
 		for _, e := range cur.elems {
 			o := owners(e.c, e.key)
 			if slices.ContainsFunc(o, func(w nftOwner) bool { return w.port == port }) {
+				s.touched[e.c][e.key] = o
 				continue // a port wants an element once
 			}
 			i, _ := slices.BinarySearchFunc(o, port, func(w nftOwner, p ServicePortName) int { return comparePortNames(w.port, p) })
@@ -346,42 +395,27 @@ func (s *NFTablesSync) changeElems(prev *nftState, port ServicePortName, old, cu
 
 // elementOps writes the element changes: deletions first (so a changed
 // value is deleted and added again, as kube-proxy does), then additions,
-// each grouped by container and in key order.
+// each grouped by container, in port order.
 func (s *NFTablesSync) elementOps(prev *nftState) {
-	type change struct {
-		c        uint8
-		key      string
-		old, cur *nftOwner
-	}
-	var changes []change
-	for c := range s.touched {
-		keys := make([]string, 0, len(s.touched[c]))
-		for k := range s.touched[c] {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
+	for c, keys := range s.touchedKeys {
 		for _, k := range keys {
-			var old, cur *nftOwner
-			if o := prev.elems[c][k]; len(o) > 0 {
-				old = &o[0]
+			if old := prev.elems[c][k]; len(old) > 0 {
+				if cur := s.touched[c][k]; len(cur) == 0 || cur[0].value != old[0].value {
+					s.ops.element(nftDelete, &nftElem{c: uint8(c), key: k})
+				}
 			}
-			if o := s.touched[c][k]; len(o) > 0 {
-				cur = &o[0]
-			}
-			if old != nil && cur != nil && old.value == cur.value {
+		}
+	}
+	for c, keys := range s.touchedKeys {
+		for _, k := range keys {
+			cur := s.touched[c][k]
+			if len(cur) == 0 {
 				continue
 			}
-			changes = append(changes, change{uint8(c), k, old, cur})
-		}
-	}
-	for _, ch := range changes {
-		if ch.old != nil {
-			s.ops.element(nftDelete, &nftElem{c: ch.c, key: ch.key})
-		}
-	}
-	for _, ch := range changes {
-		if ch.cur != nil {
-			s.ops.element(nftAdd, &nftElem{c: ch.c, key: ch.key, value: ch.cur.value, comment: ch.cur.comment})
+			if old := prev.elems[c][k]; len(old) > 0 && old[0].value == cur[0].value {
+				continue
+			}
+			s.ops.element(nftAdd, &nftElem{c: uint8(c), key: k, value: cur[0].value, comment: cur[0].comment})
 		}
 	}
 }

@@ -1,11 +1,14 @@
 package proxyrules
 
 import (
+	"bytes"
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kube-nodekit/nodekit/internal/testenv"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -138,5 +141,41 @@ func TestNFTablesFailedApplyKeepsRules(t *testing.T) {
 	}
 	if r, err := lab.dialTCP(t, addrPort("203.0.113.30:80")); err != nil || r.backend != "be3" {
 		t.Fatalf("after recovery the new Service reached %+v, %v; want be3", r, err)
+	}
+}
+
+// TestNFTablesBlockScriptLoadsTheSameTable: written as one table block
+// (into a new table) or as knftables' commands, a sync gives the kernel
+// the same table.
+func TestNFTablesBlockScriptLoadsTheSameTable(t *testing.T) {
+	nss := testenv.NetNSes(t, "block", "commands")
+	svcs, eps := cluster(300, 4)
+	svcs = append(svcs, service("sticky", "10.96.9.9", 80, clientIPAffinity(60), loadBalancer(30999, 31999, "203.0.113.9"), sourceRanges("192.0.2.0/24")))
+	eps = append(eps, endpointSlice("sticky", 8080, corev1.ProtocolTCP, ep{ip: "10.244.9.1", node: "node1"}, ep{ip: "10.244.9.2"}))
+	cfg := DefaultConfig("node1")
+	cfg.ClusterCIDR = netip.MustParsePrefix("10.128.0.0/9")
+	for _, endpointRules := range []bool{false, true} {
+		var listings []string
+		for i, ns := range nss {
+			g := NFTables{EndpointRules: endpointRules}
+			g.Adopt(nil, nil)
+			s := g.Sync(mustModel(t, cfg, svcs, eps), true)
+			script := s.Script()
+			if i == 1 {
+				script = []byte(s.Transaction().String())
+			} else if !s.fresh || !bytes.Contains(script, []byte("\ntable ip kube-proxy {\n")) {
+				t.Fatal("a first sync into no table is not written as a block")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if out, err := HostExec(ctx, script, "ip", "netns", "exec", ns.Name, "nft", "-f", "-"); err != nil {
+				t.Fatalf("%s: nft -f: %v: %s", ns.Role, err, out)
+			}
+			cancel()
+			listings = append(listings, ns.Run(t, "nft", "list", "table", "ip", NFTablesTable))
+			ns.Run(t, "nft", "delete", "table", "ip", NFTablesTable)
+		}
+		if listings[0] != listings[1] {
+			t.Fatalf("EndpointRules=%v: block and commands load different tables:\n%s", endpointRules, firstDiff(listings[0], listings[1]))
+		}
 	}
 }

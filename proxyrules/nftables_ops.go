@@ -124,11 +124,19 @@ func (o nftOps) addTo(tx *knftables.Transaction) {
 // set or map with the same verb become one command listing them all, which
 // nft parses and the kernel applies in one message instead of one each.
 func (o nftOps) script(family knftables.Family, batch bool) []byte {
+	return o.appendScript(make([]byte, 0, o.size()), family, batch)
+}
+
+// size is about the length of the script.
+func (o nftOps) size() int {
 	size := 64
 	for i := range o {
 		size += len(o[i].name) + len(o[i].text) + len(o[i].value) + len(o[i].comment) + 48
 	}
-	b := make([]byte, 0, size)
+	return size
+}
+
+func (o nftOps) appendScript(b []byte, family knftables.Family, batch bool) []byte {
 	prefix := " " + string(family) + " " + NFTablesTable + " "
 	for i := 0; i < len(o); i++ {
 		op := &o[i]
@@ -150,11 +158,7 @@ func (o nftOps) script(family knftables.Family, batch bool) []byte {
 			b = append(b, prefix...)
 			b = append(b, op.name...)
 			b = append(b, ' ')
-			b = append(b, op.text...)
-			if op.comment != "" {
-				b = append(b, " comment "...)
-				b = strconv.AppendQuote(b, op.comment)
-			}
+			b = appendRule(b, op)
 			b = append(b, '\n')
 		case nftSetElem, nftMapElem:
 			b = append(b, nftVerbs[op.verb]...)
@@ -174,6 +178,15 @@ func (o nftOps) script(family knftables.Family, batch bool) []byte {
 	return b
 }
 
+func appendRule(b []byte, op *nftOp) []byte {
+	b = append(b, op.text...)
+	if op.comment != "" {
+		b = append(b, " comment "...)
+		b = strconv.AppendQuote(b, op.comment)
+	}
+	return b
+}
+
 func appendElement(b []byte, op *nftOp) []byte {
 	b = append(b, op.text...)
 	if op.verb == nftAdd {
@@ -187,4 +200,66 @@ func appendElement(b []byte, op *nftOp) []byte {
 		}
 	}
 	return b
+}
+
+// blockScript is the script of a sync into a new table: the per-port
+// chains and their rules as one `table { chain { rules } }` block (a new
+// chain needs no flush), after the ports' sets, which rules refer to.
+func (s *NFTablesSync) blockScript() []byte {
+	before, ports, after := s.ops[:s.portOps[0]], s.ops[s.portOps[0]:s.portOps[1]], s.ops[s.portOps[1]:]
+	b := make([]byte, 0, s.ops.size())
+	b = before.appendScript(b, s.family, true)
+	for i := range ports {
+		if ports[i].kind == nftObject {
+			b = ports[i:i+1].appendScript(b, s.family, true)
+		}
+	}
+	b = append(b, "table "...)
+	b = append(b, s.family...)
+	b = append(b, " "+NFTablesTable+" {\n"...)
+	// Chains in the order they were added, as the commands would create
+	// them, each with its rules: rules of chain i are ports[first[i]],
+	// ports[next[first[i]]], ...
+	index := make(map[string]int, len(ports)/4)
+	var chains []string
+	var first, last []int
+	next := make([]int, len(ports))
+	for i := range ports {
+		op := &ports[i]
+		switch {
+		case op.kind == nftChain && op.verb == nftAdd:
+			if _, ok := index[op.name]; !ok {
+				index[op.name] = len(chains)
+				chains = append(chains, op.name)
+				first, last = append(first, -1), append(last, -1)
+			}
+		case op.kind == nftRule:
+			c, ok := index[op.name]
+			if !ok { // a rule for a chain the sync did not add: never the case
+				c = len(chains)
+				index[op.name] = c
+				chains = append(chains, op.name)
+				first, last = append(first, -1), append(last, -1)
+			}
+			next[i] = -1
+			if last[c] < 0 {
+				first[c] = i
+			} else {
+				next[last[c]] = i
+			}
+			last[c] = i
+		}
+	}
+	for c, name := range chains {
+		b = append(b, "chain "...)
+		b = append(b, name...)
+		b = append(b, " {\n"...)
+		for i := first[c]; i >= 0; i = next[i] {
+			b = appendRule(b, &ports[i])
+			b = append(b, '\n')
+		}
+		b = append(b, "}\n"...)
+	}
+	b = append(b, "}\n"...)
+	return after.appendScript(b, s.family, true)
 }

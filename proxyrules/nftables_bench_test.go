@@ -1,0 +1,177 @@
+package proxyrules
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kube-nodekit/nodekit/internal/testenv"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// BenchmarkNFTablesFull measures a full sync from a built model, by a
+// generator that has synced before (as in a running proxy), up to the nft
+// script the applier loads.
+func BenchmarkNFTablesFull(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		svcs, eps := cluster(n, 10)
+		m := mustModel(b, DefaultConfig("node1"), svcs, eps)
+		b.Run(fmt.Sprintf("services=%d/endpoints=10", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var g NFTables
+			g.Sync(m, true).Commit()
+			var ops, size int
+			for b.Loop() {
+				s := g.Sync(m, true)
+				ops, size = s.NumOperations(), len(s.Script())
+			}
+			b.ReportMetric(float64(ops), "ops")
+			b.ReportMetric(float64(size), "script-bytes")
+		})
+	}
+}
+
+// BenchmarkNFTablesPartial measures the sync after one Service's endpoints
+// changed among 10000 (model rebuild included).
+func BenchmarkNFTablesPartial(b *testing.B) {
+	svcs, eps := cluster(10000, 10)
+	cfg := DefaultConfig("node1")
+	var g NFTables
+	g.Sync(mustModel(b, cfg, svcs, eps), true).Commit()
+	changed := eps[5000].DeepCopy()
+	changed.Endpoints = changed.Endpoints[:9]
+	before := eps[5000]
+	b.Run("services=10000/endpoints=10/changed=1", func(b *testing.B) {
+		b.ReportAllocs()
+		var ops, size int
+		for i := 0; b.Loop(); i++ {
+			eps[5000] = []*discoveryv1.EndpointSlice{changed, before}[i%2]
+			m, _ := NewModel(cfg, svcs, eps)
+			s := g.Sync(m, false)
+			s.Commit()
+			ops, size = s.NumOperations(), len(s.Script())
+		}
+		b.ReportMetric(float64(ops), "ops")
+		b.ReportMetric(float64(size), "script-bytes")
+	})
+}
+
+// nftLoadVariants are the alternatives measured for loading into the
+// kernel: kube-proxy's layout or EndpointRules, written as knftables writes
+// a transaction (a command per operation), with the elements of each set
+// batched into one command, or with the per-port chains also written as
+// one table block (what Script does into a new table).
+var nftLoadVariants = []struct {
+	name          string
+	endpointRules bool
+	script        string // "knftables", "batched" or "block"
+}{
+	{"layout=kube-proxy/script=knftables", false, "knftables"},
+	{"layout=kube-proxy/script=batched", false, "batched"},
+	{"layout=kube-proxy/script=block", false, "block"},
+	{"layout=endpoint-rules/script=knftables", true, "knftables"},
+	{"layout=endpoint-rules/script=batched", true, "batched"},
+	{"layout=endpoint-rules/script=block", true, "block"},
+}
+
+func renderNFT(s *NFTablesSync, how string) []byte {
+	switch how {
+	case "knftables":
+		return s.ops.script(s.family, false)
+	case "batched":
+		return s.ops.script(s.family, true)
+	}
+	return s.blockScript()
+}
+
+// BenchmarkNFTablesKernelLoad measures what a user waits for: from Services
+// and EndpointSlices to rules in force, into a table that does not exist
+// yet (the node namespace is fresh; the table is deleted before each
+// iteration). It reports the model, generation and nft phases.
+func BenchmarkNFTablesKernelLoad(b *testing.B) {
+	ns := testenv.NetNSes(b, "load")[0]
+	for _, n := range []int{1000, 10000} {
+		svcs, eps := cluster(n, 10)
+		cfg := DefaultConfig("node1")
+		for _, v := range nftLoadVariants {
+			b.Run(fmt.Sprintf("services=%d/endpoints=10/%s", n, v.name), func(b *testing.B) {
+				var phases [3]time.Duration
+				for b.Loop() {
+					b.StopTimer()
+					_, _ = ns.Exec(context.Background(), "nft", "delete", "table", "ip", NFTablesTable)
+					b.StartTimer()
+					t0 := time.Now()
+					m, _ := NewModel(cfg, svcs, eps)
+					t1 := time.Now()
+					g := NFTables{EndpointRules: v.endpointRules}
+					s := g.Sync(m, true)
+					script := renderNFT(s, v.script)
+					t2 := time.Now()
+					loadNFT(b, ns, script)
+					phases[0] += t1.Sub(t0)
+					phases[1] += t2.Sub(t1)
+					phases[2] += time.Since(t2)
+				}
+				reportPhases(b, phases)
+			})
+		}
+	}
+}
+
+// BenchmarkNFTablesKernelChange measures a one-Service change among
+// loaded rules: the model rebuilt, the partial sync generated and loaded.
+func BenchmarkNFTablesKernelChange(b *testing.B) {
+	ns := testenv.NetNSes(b, "change")[0]
+	for _, n := range []int{1000, 10000} {
+		svcs, eps := cluster(n, 10)
+		cfg := DefaultConfig("node1")
+		for _, v := range nftLoadVariants {
+			if v.script != "block" {
+				continue // a partial sync is a handful of commands
+			}
+			b.Run(fmt.Sprintf("services=%d/endpoints=10/changed=1/%s", n, v.name), func(b *testing.B) {
+				_, _ = ns.Exec(context.Background(), "nft", "delete", "table", "ip", NFTablesTable)
+				g := NFTables{EndpointRules: v.endpointRules}
+				s := g.Sync(mustModel(b, cfg, svcs, eps), true)
+				loadNFT(b, ns, s.Script())
+				s.Commit()
+				before := eps[n/2]
+				changed := before.DeepCopy()
+				changed.Endpoints = changed.Endpoints[:9]
+				defer func() { eps[n/2] = before }()
+				var phases [3]time.Duration
+				for i := 0; b.Loop(); i++ {
+					t0 := time.Now()
+					eps[n/2] = []*discoveryv1.EndpointSlice{changed, before}[i%2]
+					m, _ := NewModel(cfg, svcs, eps)
+					t1 := time.Now()
+					s := g.Sync(m, false)
+					script := s.Script()
+					t2 := time.Now()
+					loadNFT(b, ns, script)
+					s.Commit()
+					phases[0] += t1.Sub(t0)
+					phases[1] += t2.Sub(t1)
+					phases[2] += time.Since(t2)
+				}
+				reportPhases(b, phases)
+			})
+		}
+	}
+}
+
+func loadNFT(b *testing.B, ns *testenv.NetNS, script []byte) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if out, err := HostExec(ctx, script, "ip", "netns", "exec", ns.Name, "nft", "-f", "-"); err != nil {
+		b.Fatalf("nft -f: %v: %.2000s", err, out)
+	}
+}
+
+func reportPhases(b *testing.B, phases [3]time.Duration) {
+	for i, name := range []string{"model-ms", "generate-ms", "nft-ms"} {
+		b.ReportMetric(float64(phases[i].Milliseconds())/float64(b.N), name)
+	}
+}
