@@ -142,4 +142,3 @@ func TestEnvErrors(t *testing.T) {
 		})
 	}
 }
-
