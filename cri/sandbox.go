@@ -22,7 +22,7 @@ type SandboxOptions struct {
 	ExtraSupplementalGroups []int64
 }
 
-// PodLogsDir is the directory of a pod's container logs:
+// PodLogsDirectory is the directory of a pod's container logs:
 // <pod-logs-dir>/<namespace>_<name>_<uid> (BuildPodLogsDirectory in
 // pkg/kubelet/kuberuntime/helpers.go).
 func (c *Config) PodLogsDirectory(pod *corev1.Pod) string {
