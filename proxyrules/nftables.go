@@ -47,6 +47,7 @@ type NFTables struct {
 	// tableAbsent: Adopt found no table.
 	tableAbsent bool
 	opsHint     int // operations in the last sync, to size the next
+	sumBuf      []byte
 	hashSeed    maphash.Seed
 }
 
@@ -65,9 +66,13 @@ type nftState struct {
 // nftPortRecord is what one ServicePort put in the table.
 type nftPortRecord struct {
 	sum    uint64 // of the port's inputs: when equal, the output is too
+	names  NFTablesChains
 	chains []string
 	sets   []string // affinity sets
 	elems  []nftElem
+	// ops are the port's own operations, which a full sync repeats
+	// without writing them again when the port did not change.
+	ops nftOps
 }
 
 type nftOwner struct {
@@ -242,12 +247,17 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	s.portOps[0] = len(s.ops)
 	var staleChains, staleSets []string
 	for _, p := range m.Ports {
-		sum := g.portSum(m, p)
+		sum := g.portSum(p)
 		old := prev.ports[p.Name]
 		rec := old
-		if full || old == nil || old.sum != sum {
-			rec = w.port(p, &s.ops)
+		if full && old != nil && old.sum == sum && prev.config == cfgSum {
+			s.ops = append(s.ops, old.ops...)
+			s.Written = append(s.Written, p.Name)
+		} else if full || old == nil || old.sum != sum {
+			at := len(s.ops)
+			rec = w.port(p, old, &s.ops)
 			rec.sum = sum
+			rec.ops = s.ops[at:len(s.ops):len(s.ops)]
 			s.Written = append(s.Written, p.Name)
 			if old == nil || !slices.Equal(old.elems, rec.elems) {
 				s.changeElems(prev, p.Name, old, rec)
@@ -459,38 +469,55 @@ func (g *NFTables) configSum(m *Model) uint64 {
 
 // portSum fingerprints everything a ServicePort's rules and elements are
 // made of, so that an unchanged port is skipped without writing its rules.
-func (g *NFTables) portSum(m *Model, p *PortState) uint64 {
-	var h maphash.Hash
-	h.SetSeed(g.seed())
-	writeAddr(&h, p.ClusterIP)
-	writeInt(&h, p.Port)
-	writeInt(&h, p.NodePort)
-	writeInt(&h, len(p.ExternalIPs))
+func (g *NFTables) portSum(p *PortState) uint64 {
+	b := g.sumBuf[:0]
+	b = appendAddr(b, p.ClusterIP)
+	b = appendInts(b, p.Port, p.NodePort, len(p.ExternalIPs), len(p.LoadBalancerVIPs), len(p.SourceRanges), p.StickyMaxAgeSeconds)
 	for _, a := range p.ExternalIPs {
-		writeAddr(&h, a)
+		b = appendAddr(b, a)
 	}
-	writeInt(&h, len(p.LoadBalancerVIPs))
 	for _, a := range p.LoadBalancerVIPs {
-		writeAddr(&h, a)
+		b = appendAddr(b, a)
 	}
-	writeInt(&h, len(p.SourceRanges))
 	for _, r := range p.SourceRanges {
-		writePrefix(&h, r)
+		b = appendAddr(b, r.Addr())
+		b = append(b, byte(r.Bits()))
 	}
-	writeBool(&h, p.ClientIPAffinity)
-	writeInt(&h, p.StickyMaxAgeSeconds)
-	writeBool(&h, p.ExternalPolicyLocal)
-	writeBool(&h, p.InternalPolicyLocal)
-	writeBool(&h, p.HasAny)
-	for _, eps := range [][]*Endpoint{p.Cluster, p.Local, p.Reachable} {
-		writeInt(&h, len(eps))
+	b = appendBools(b, p.ClientIPAffinity, p.ExternalPolicyLocal, p.InternalPolicyLocal, p.HasAny)
+	for _, eps := range [...][]*Endpoint{p.Cluster, p.Local, p.Reachable} {
+		b = appendInts(b, len(eps))
 		for _, e := range eps {
-			writeAddr(&h, e.Addr.Addr())
-			writeInt(&h, int(e.Addr.Port()))
-			writeBool(&h, e.Local)
+			b = appendAddr(b, e.Addr.Addr())
+			b = append(b, byte(e.Addr.Port()), byte(e.Addr.Port()>>8))
+			b = appendBools(b, e.Local)
 		}
 	}
-	return h.Sum64()
+	g.sumBuf = b
+	return maphash.Bytes(g.seed(), b)
+}
+
+func appendAddr(b []byte, a netip.Addr) []byte {
+	a16 := a.As16()
+	b = append(b, a16[:]...)
+	return appendBools(b, a.Is4())
+}
+
+func appendInts(b []byte, ns ...int) []byte {
+	for _, n := range ns {
+		b = append(b, byte(n), byte(n>>8), byte(n>>16), byte(n>>24), byte(n>>32), byte(n>>40), byte(n>>48), byte(n>>56))
+	}
+	return b
+}
+
+func appendBools(b []byte, vs ...bool) []byte {
+	for _, v := range vs {
+		if v {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	return b
 }
 
 func writeAddr(h *maphash.Hash, a netip.Addr) {

@@ -10,14 +10,26 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
-// BenchmarkNFTablesFull measures a full sync from a built model, by a
-// generator that has synced before (as in a running proxy), up to the nft
-// script the applier loads.
+// BenchmarkNFTablesFull measures a full sync from a built model up to the
+// nft script the applier loads: by a generator that has synced before (as
+// in a running proxy's periodic full sync, which repeats the operations of
+// unchanged ports), and by a new one (a proxy's first sync).
 func BenchmarkNFTablesFull(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		svcs, eps := cluster(n, 10)
 		m := mustModel(b, DefaultConfig("node1"), svcs, eps)
-		b.Run(fmt.Sprintf("services=%d/endpoints=10", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("services=%d/endpoints=10/generator=new", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var ops, size int
+			for b.Loop() {
+				var g NFTables
+				s := g.Sync(m, true)
+				ops, size = s.NumOperations(), len(s.Script())
+			}
+			b.ReportMetric(float64(ops), "ops")
+			b.ReportMetric(float64(size), "script-bytes")
+		})
+		b.Run(fmt.Sprintf("services=%d/endpoints=10/generator=synced", n), func(b *testing.B) {
 			b.ReportAllocs()
 			var g NFTables
 			g.Sync(m, true).Commit()

@@ -186,8 +186,8 @@ func (w *nftWriter) setup(o *nftOps, recreate bool) {
 
 // port writes a ServicePort's own chains to o and returns its record: those
 // chains, its affinity sets and its elements of the shared sets and maps.
-func (w *nftWriter) port(p *PortState, o *nftOps) *nftPortRecord {
-	rec := &nftPortRecord{}
+func (w *nftWriter) port(p *PortState, old *nftPortRecord, o *nftOps) *nftPortRecord {
+	rec := &nftPortRecord{elems: make([]nftElem, 0, 4+2*(len(p.ExternalIPs)+len(p.LoadBalancerVIPs)))}
 	name := p.Name.String()
 	comment := name
 	if len(comment) > knftables.CommentLengthMax {
@@ -195,7 +195,12 @@ func (w *nftWriter) port(p *PortState, o *nftOps) *nftPortRecord {
 	}
 	proto := strings.ToLower(string(p.Name.Protocol))
 	port := strconv.Itoa(p.Port)
-	names := NFTablesChainsFor(p.Name)
+	if old != nil {
+		rec.names = old.names
+	} else {
+		rec.names = NFTablesChainsFor(p.Name)
+	}
+	names := &rec.names
 	pol := policyOf(p)
 	c := &p.Categorized
 	ensure := func(chain string) {

@@ -297,14 +297,20 @@ func TestNFTablesRuleShapes(t *testing.T) {
 }
 
 // TestNFTablesConfigChangeIsFull: a changed configuration rewrites
-// everything, even when a partial sync was asked for.
+// everything with it, even when a partial sync was asked for.
 func TestNFTablesConfigChangeIsFull(t *testing.T) {
 	cfg := DefaultConfig("node1")
-	svcs, eps := cluster(5, 2)
+	svcs, eps := cluster(10, 2)
 	var g NFTables
 	g.Sync(mustModel(t, cfg, svcs, eps), false).Commit()
-	cfg.MasqueradeAll = true
-	if s := g.Sync(mustModel(t, cfg, svcs, eps), false); !s.Full || len(s.Written) != 5 {
+	cfg.MasqueradeBit = 15
+	s := g.Sync(mustModel(t, cfg, svcs, eps), false)
+	if !s.Full || len(s.Written) != 10 {
 		t.Fatalf("after a config change: full=%v written=%d, want a full sync", s.Full, len(s.Written))
+	}
+	ext := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "s8", Port: "p", Protocol: corev1.ProtocolTCP}).External
+	text := s.Transaction().String()
+	if !strings.Contains(text, "add rule ip kube-proxy "+ext+` mark set mark or 0x00008000 comment "masquerade"`) || strings.Contains(text, "0x00004000") {
+		t.Fatalf("after a change of masquerade bit, the rules are not rewritten with it:\n%s", text)
 	}
 }

@@ -1,0 +1,93 @@
+package conformance
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/kube-nodekit/nodekit/internal/testenv"
+	"github.com/kube-nodekit/nodekit/proxyrules"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// BenchmarkNFTablesFullSync: a full sync from Services and EndpointSlices,
+// generation only (no nft), nodekit (NewModel + Sync + the nft script)
+// against kube-proxy's nftables syncProxyRules (change tracking and the
+// knftables transaction, recorded by a Fake that does not apply it).
+func BenchmarkNFTablesFullSync(b *testing.B) {
+	ns := testenv.NetNSes(b, "kubeproxy")[0]
+	for _, n := range []int{1000, 10000} {
+		set := benchCluster(n)
+		b.Run(fmt.Sprintf("impl=nodekit/services=%d/endpoints=10", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var g proxyrules.NFTables
+			var ops, size int
+			for b.Loop() {
+				m, _ := proxyrules.NewModel(set.cfg, set.services, set.slices)
+				s := g.Sync(m, true)
+				ops, size = s.NumOperations(), len(s.Script())
+			}
+			b.ReportMetric(float64(ops), "ops")
+			b.ReportMetric(float64(size), "script-bytes")
+		})
+		b.Run(fmt.Sprintf("impl=upstream/services=%d/endpoints=10", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var ops, size int
+			for b.Loop() {
+				b.StopTimer()
+				u := newUpstreamNFTProxier(b, ns, set.cfg, false)
+				u.feed(set.services, set.slices)
+				b.StartTimer()
+				u.sync(b, ns, u.OnEndpointSlicesSynced)
+				ops = u.last(b).NumOperations()
+				b.StopTimer()
+				size = len(u.last(b).String())
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(ops), "ops")
+			b.ReportMetric(float64(size), "script-bytes")
+		})
+	}
+}
+
+// BenchmarkNFTablesOneServiceChange: one Service's endpoints change among
+// 10000; the partial sync that follows.
+func BenchmarkNFTablesOneServiceChange(b *testing.B) {
+	ns := testenv.NetNSes(b, "kubeproxy")[0]
+	set := benchCluster(10000)
+	before := set.slices[5000]
+	after := before.DeepCopy()
+	after.Endpoints = after.Endpoints[:9]
+	b.Run("impl=nodekit/services=10000/endpoints=10", func(b *testing.B) {
+		b.ReportAllocs()
+		slices := append([]*discoveryv1.EndpointSlice(nil), set.slices...)
+		var g proxyrules.NFTables
+		m, _ := proxyrules.NewModel(set.cfg, set.services, slices)
+		g.Sync(m, true).Commit()
+		var ops int
+		for i := 0; b.Loop(); i++ {
+			slices[5000] = []*discoveryv1.EndpointSlice{after, before}[i%2]
+			m, _ := proxyrules.NewModel(set.cfg, set.services, slices)
+			s := g.Sync(m, false)
+			_ = s.Script()
+			s.Commit()
+			ops = s.NumOperations()
+		}
+		b.ReportMetric(float64(ops), "ops")
+	})
+	b.Run("impl=upstream/services=10000/endpoints=10", func(b *testing.B) {
+		b.ReportAllocs()
+		u := newUpstreamNFTProxier(b, ns, set.cfg, false)
+		u.fullSync(b, ns, set.services, set.slices)
+		var ops int
+		for i := 0; b.Loop(); i++ {
+			b.StopTimer()
+			u.OnEndpointSliceUpdate(nil, []*discoveryv1.EndpointSlice{after, before}[i%2])
+			b.StartTimer()
+			// OnServiceSynced runs syncProxyRules synchronously; after the
+			// first sync it is a partial one.
+			u.sync(b, ns, u.OnServiceSynced)
+			ops = u.last(b).NumOperations()
+		}
+		b.ReportMetric(float64(ops), "ops")
+	})
+}
