@@ -153,15 +153,14 @@ func (s *NFTablesSync) Transaction() *knftables.Transaction {
 }
 
 // Script returns the sync as `nft -f` input: the commands knftables would
-// write, with the elements of each set and map batched into one command.
-// Into a table that does not exist yet (Adopt was told of no chains), the
-// per-ServicePort chains are written as one table block, which nft parses
-// faster than a command per rule.
+// write. Into a table that does not exist yet (Adopt was told of no
+// chains), the per-ServicePort chains are written as one table block,
+// which nft parses faster than a command per rule.
 func (s *NFTablesSync) Script() []byte {
 	if !s.fresh {
-		return s.ops.script(s.family, true)
+		return s.ops.script(s.family, false)
 	}
-	return s.blockScript()
+	return s.blockScript(false)
 }
 
 // Commit records the sync as loaded. A sync that failed to load is not

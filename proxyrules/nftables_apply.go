@@ -79,10 +79,12 @@ func listTable(ctx context.Context, run Exec, family string) (chains, sets []str
 	return chains, sets, nil
 }
 
-// nft names the refused command as "/dev/stdin:LINE:COLUMNS: Error: ...".
-var nftErrorLine = regexp.MustCompile(`(?m)^[^:\n]*:(\d+):[0-9-]+: Error: (.*)$`)
+// nft names the refused command as "/dev/stdin:LINE:FIRST-LAST: Error: ..."
+// where FIRST-LAST are the columns of the refused part.
+var nftErrorLine = regexp.MustCompile(`(?m)^[^:\n]*:(\d+):(\d+)(?:-(\d+))?: Error: (.*)$`)
 
-// nftError says which command of the script nft refused.
+// nftError says which command of the script nft refused and, for a long
+// command (elements are batched), which part of it.
 func nftError(script, out []byte, err error) error {
 	msg := strings.TrimSpace(string(out))
 	m := nftErrorLine.FindSubmatch(out)
@@ -95,8 +97,16 @@ func nftError(script, out []byte, err error) error {
 		return fmt.Errorf("proxyrules: nft -f: %w: %s", err, msg)
 	}
 	line := string(lines[n-1])
-	if len(line) > 300 {
-		line = line[:300] + "..."
+	if len(line) > 200 {
+		first, _ := strconv.Atoi(string(m[2]))
+		last, _ := strconv.Atoi(string(m[3]))
+		last = max(last, first)
+		head, _, _ := strings.Cut(line, "{")
+		if first >= 1 && last <= len(line) {
+			line = head + "{ ... " + line[first-1:last] + " ... }"
+		} else {
+			line = line[:200] + "..."
+		}
 	}
-	return fmt.Errorf("proxyrules: nft refused line %d %q: %s: %w", n, line, m[2], err)
+	return fmt.Errorf("proxyrules: nft refused line %d %q: %s: %w", n, line, m[4], err)
 }

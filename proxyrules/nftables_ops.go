@@ -205,13 +205,13 @@ func appendElement(b []byte, op *nftOp) []byte {
 // blockScript is the script of a sync into a new table: the per-port
 // chains and their rules as one `table { chain { rules } }` block (a new
 // chain needs no flush), after the ports' sets, which rules refer to.
-func (s *NFTablesSync) blockScript() []byte {
+func (s *NFTablesSync) blockScript(batch bool) []byte {
 	before, ports, after := s.ops[:s.portOps[0]], s.ops[s.portOps[0]:s.portOps[1]], s.ops[s.portOps[1]:]
 	b := make([]byte, 0, s.ops.size())
-	b = before.appendScript(b, s.family, true)
+	b = before.appendScript(b, s.family, batch)
 	for i := range ports {
 		if ports[i].kind == nftObject {
-			b = ports[i:i+1].appendScript(b, s.family, true)
+			b = ports[i:i+1].appendScript(b, s.family, batch)
 		}
 	}
 	b = append(b, "table "...)
@@ -261,5 +261,5 @@ func (s *NFTablesSync) blockScript() []byte {
 		b = append(b, "}\n"...)
 	}
 	b = append(b, "}\n"...)
-	return after.appendScript(b, s.family, true)
+	return after.appendScript(b, s.family, batch)
 }

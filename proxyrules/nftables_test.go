@@ -2,6 +2,7 @@ package proxyrules
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -54,18 +55,18 @@ func TestNFTablesNames(t *testing.T) {
 	}
 }
 
-// TestNFTablesScriptIsKnftablesText: the nft script the applier loads is,
-// unbatched, exactly what knftables writes for the same transaction, and
-// batching only merges element commands.
+// TestNFTablesScriptIsKnftablesText: the nft script the applier loads is
+// exactly what knftables writes for the same transaction, and the batched
+// form measured as an alternative only merges element commands.
 func TestNFTablesScriptIsKnftablesText(t *testing.T) {
 	svcs, eps := cluster(50, 3)
 	svcs = append(svcs, service("sticky", "10.96.9.9", 80, clientIPAffinity(60), loadBalancer(30999, 31999, "203.0.113.9"), sourceRanges("192.0.2.0/24")))
 	s := new(NFTables).Sync(mustModel(t, DefaultConfig("node1"), svcs, eps), true)
 	want := s.Transaction().String()
-	if got := string(s.ops.script(s.family, false)); got != want {
-		t.Fatalf("unbatched script differs from knftables' text:\n%s", firstDiff(got, want))
+	if got := string(s.Script()); got != want {
+		t.Fatalf("script differs from knftables' text:\n%s", firstDiff(got, want))
 	}
-	batched := string(s.Script())
+	batched := string(s.ops.script(s.family, true))
 	if strings.Count(batched, "\n") >= strings.Count(want, "\n") {
 		t.Fatal("batching merged no element commands")
 	}
@@ -312,5 +313,19 @@ func TestNFTablesConfigChangeIsFull(t *testing.T) {
 	text := s.Transaction().String()
 	if !strings.Contains(text, "add rule ip kube-proxy "+ext+` mark set mark or 0x00008000 comment "masquerade"`) || strings.Contains(text, "0x00004000") {
 		t.Fatalf("after a change of masquerade bit, the rules are not rewritten with it:\n%s", text)
+	}
+}
+
+// TestNFTablesErrorQuotesRefusedPart: nft's error names a line and the
+// columns it refused; in a long command the error quotes that part.
+func TestNFTablesErrorQuotesRefusedPart(t *testing.T) {
+	long := "add element ip kube-proxy service-ips { " + strings.Repeat("10.96.0.1 . tcp . 80 : drop, ", 20) + "10.96.0.99 . tcp . 80 : goto nowhere }"
+	script := []byte("add table ip kube-proxy\n" + long + "\n")
+	col := strings.Index(long, "goto nowhere") + 1
+	out := []byte("/dev/stdin:2:" + itoa(col) + "-" + itoa(col+11) + ": Error: Could not process rule: No such file or directory\n" + long + "\n")
+	err := nftError(script, out, errors.New("exit status 1"))
+	want := `proxyrules: nft refused line 2 "add element ip kube-proxy service-ips { ... goto nowhere ... }": Could not process rule: No such file or directory: exit status 1`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error:\n%v\nwant\n%s", err, want)
 	}
 }

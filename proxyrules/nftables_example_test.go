@@ -1,0 +1,37 @@
+package proxyrules_test
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/kube-nodekit/nodekit/proxyrules"
+)
+
+// Generate kube-proxy's nftables ruleset; NFTablesApplier would load it
+// with nft -f, or a caller may add it to its own knftables transaction.
+// A second sync with nothing changed has nothing to do.
+func ExampleNFTables_Sync() {
+	services, slices := exampleObjects()
+	cfg := proxyrules.DefaultConfig("node-a")
+	cfg.ClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
+	m, err := proxyrules.NewModel(cfg, services, slices)
+	if err != nil {
+		panic(err)
+	}
+	var g proxyrules.NFTables
+	s := g.Sync(m, false)
+	for _, line := range strings.Split(s.Transaction().String(), "\n") {
+		if strings.Contains(line, "default/web") {
+			fmt.Println(line)
+		}
+	}
+	s.Commit()
+	fmt.Println("next sync:", g.Sync(m, false).NumOperations(), "operations")
+	// Output:
+	// add chain ip kube-proxy service-SUSTUHLJ-default/web/tcp/http
+	// flush chain ip kube-proxy service-SUSTUHLJ-default/web/tcp/http
+	// add rule ip kube-proxy service-SUSTUHLJ-default/web/tcp/http meta l4proto tcp dnat to 10.244.1.5:8080
+	// add element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 : goto service-SUSTUHLJ-default/web/tcp/http }
+	// next sync: 0 operations
+}
