@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -276,4 +277,79 @@ func foldEndpointRules(dump string) string {
 		i += n - 1
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestNFTablesIPv6MatchesKubeProxy: the random sets are IPv4; this one is
+// IPv6, with every kind of Service, so that the ip6 family, ipv6_addr
+// sets, bracketed DNAT targets and dotted endpoint chain names are
+// compared too.
+func TestNFTablesIPv6MatchesKubeProxy(t *testing.T) {
+	ns := testenv.NetNSes(t, "kubeproxy")[0]
+	cfg := proxyrules.DefaultConfig(genNode)
+	cfg.Family = corev1.IPv6Protocol
+	cfg.NodeIP = netip.MustParseAddr("fd00:192:168::10")
+	cfg.ClusterCIDR = netip.MustParsePrefix("fd00:10::/64")
+	r := rand.New(rand.NewPCG(6, 6))
+	for seed := range 50 {
+		set := genServiceSet(r, 1+r.IntN(10))
+		set.cfg = cfg
+		set.cfg.MasqueradeAll = seed%7 == 0
+		toIPv6(set)
+		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
+		up.fullSync(t, ns, set.services, set.slices)
+		ours := knftables.NewFake(knftables.IPv6Family, proxyrules.NFTablesTable)
+		var g proxyrules.NFTables
+		m, _ := proxyrules.NewModel(set.cfg, set.services, set.slices)
+		s := g.Sync(m, true)
+		if err := ours.Run(context.Background(), s.Transaction()); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(ours.Dump(), "add table ip6 kube-proxy") {
+			t.Fatal("no ip6 table")
+		}
+		if diff := diffNFT(up.nft.Dump(), ours.Dump()); diff != "" {
+			t.Fatalf("seed %d:\n%s", seed, diff)
+		}
+	}
+}
+
+// toIPv6 moves a generated set into IPv6: every address a.b.c.d becomes
+// fd00:a:b:c::d, prefixes keep their length plus 96.
+func toIPv6(set serviceSet) {
+	v6 := func(s string) string {
+		s = strings.TrimSpace(s)
+		addr, bits, isPrefix := strings.Cut(s, "/")
+		p := strings.Split(addr, ".")
+		if len(p) != 4 {
+			return s
+		}
+		out := fmt.Sprintf("fd00:%s:%s:%s::%s", p[0], p[1], p[2], p[3])
+		if isPrefix {
+			n, _ := strconv.Atoi(bits)
+			out = netip.PrefixFrom(netip.MustParseAddr(out), 96+n).Masked().String()
+		}
+		return out
+	}
+	for _, svc := range set.services {
+		svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+		svc.Spec.ClusterIP = v6(svc.Spec.ClusterIP)
+		svc.Spec.ClusterIPs = []string{svc.Spec.ClusterIP}
+		for i := range svc.Spec.ExternalIPs {
+			svc.Spec.ExternalIPs[i] = v6(svc.Spec.ExternalIPs[i])
+		}
+		for i := range svc.Spec.LoadBalancerSourceRanges {
+			svc.Spec.LoadBalancerSourceRanges[i] = v6(svc.Spec.LoadBalancerSourceRanges[i])
+		}
+		for i := range svc.Status.LoadBalancer.Ingress {
+			svc.Status.LoadBalancer.Ingress[i].IP = v6(svc.Status.LoadBalancer.Ingress[i].IP)
+		}
+	}
+	for _, es := range set.slices {
+		es.AddressType = discoveryv1.AddressTypeIPv6
+		for i := range es.Endpoints {
+			for j := range es.Endpoints[i].Addresses {
+				es.Endpoints[i].Addresses[j] = v6(es.Endpoints[i].Addresses[j])
+			}
+		}
+	}
 }
