@@ -10,6 +10,7 @@ import (
 
 	"github.com/kube-nodekit/nodekit/internal/testenv"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
 // TestNFTablesRealPackets loads the generated ruleset into a node namespace
@@ -177,5 +178,49 @@ func TestNFTablesBlockScriptLoadsTheSameTable(t *testing.T) {
 		if listings[0] != listings[1] {
 			t.Fatalf("EndpointRules=%v: block and commands load different tables:\n%s", endpointRules, firstDiff(listings[0], listings[1]))
 		}
+	}
+}
+
+// TestNFTablesIPv6Loads: an IPv6 ruleset with every kind of Service loads
+// into the kernel (family ip6), and so does a partial sync after it.
+func TestNFTablesIPv6Loads(t *testing.T) {
+	ns := testenv.NetNSes(t, "node6")[0]
+	cfg := DefaultConfig("node1")
+	cfg.Family = corev1.IPv6Protocol
+	cfg.ClusterCIDR = netip.MustParsePrefix("fd00:10::/64")
+	cfg.NodeIP = netip.MustParseAddr("fd00:192::10")
+	v6 := func(s *corev1.Service) { s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol} }
+	svcs := []*corev1.Service{
+		service("web", "fd00:96::1", 80, v6, nodePort(30080), externalIPs("2001:db8::20")),
+		service("sticky", "fd00:96::2", 80, v6, clientIPAffinity(600)),
+		service("empty", "fd00:96::3", 80, v6, nodePort(30082)),
+		service("lb", "fd00:96::4", 80, v6, loadBalancer(30083, 32000, "2001:db8::30"), externalLocal, sourceRanges("fd00:192::/64")),
+	}
+	var eps []*discoveryv1.EndpointSlice
+	for _, name := range []string{"web", "sticky", "lb"} {
+		es := endpointSlice(name, 8080, corev1.ProtocolTCP, ep{ip: "fd00:10::1", node: "node1"}, ep{ip: "fd00:10::2", node: "other"})
+		es.AddressType = discoveryv1.AddressTypeIPv6
+		eps = append(eps, es)
+	}
+	exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+		return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, endpointRules := range []bool{false, true} {
+		applier := &NFTablesApplier{Exec: exec, NFTables: NFTables{EndpointRules: endpointRules}}
+		if _, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), true); err != nil {
+			t.Fatal(err)
+		}
+		eps[0] = eps[0].DeepCopy()
+		eps[0].Endpoints = eps[0].Endpoints[:1]
+		if s, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), false); err != nil || s.Full || len(s.Written) != 1 {
+			t.Fatalf("partial sync: %v, %+v", err, s)
+		}
+		out := ns.Run(t, "nft", "list", "table", "ip6", NFTablesTable)
+		if !strings.Contains(out, "dnat to [fd00:10::1]:8080") || !strings.Contains(out, "fd00:192::/64") {
+			t.Fatalf("the kernel's table lacks the IPv6 rules:\n%s", out)
+		}
+		ns.Run(t, "nft", "delete", "table", "ip6", NFTablesTable)
 	}
 }
