@@ -207,7 +207,9 @@ func TestNFTablesIPv6Loads(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	web := eps[0]
 	for _, endpointRules := range []bool{false, true} {
+		eps[0] = web
 		applier := &NFTablesApplier{Exec: exec, NFTables: NFTables{EndpointRules: endpointRules}}
 		if _, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), true); err != nil {
 			t.Fatal(err)
