@@ -76,7 +76,8 @@
 // EndpointRules once its rules are folded back into kube-proxy's map rule.
 // Deliberate differences: the alpha KubeProxyNFTablesLocalhostNodePorts
 // feature (off by default) is not offered, so localhost NodePorts are
-// never served, as in kube-proxy's default; when two ServicePorts claim
+// never served, as in kube-proxy's default (Config.LocalhostNodePorts is
+// an iptables setting); when two ServicePorts claim
 // the same IP, protocol and port (an invalid set), the first in name order
 // wins, where kube-proxy lets map iteration decide; and on its first sync
 // into an existing table NFTables empties the shared sets and maps and

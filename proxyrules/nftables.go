@@ -156,6 +156,7 @@ func (s *NFTablesSync) Commit() {
 // earlier proxy left. No chains at all means there is no table yet.
 func (g *NFTables) Adopt(chains, sets []string) {
 	g.tableAbsent = len(chains) == 0
+	g.adoptedChains, g.adoptedSets = nil, nil
 	for _, c := range chains {
 		if isNFTServiceChain(c) {
 			g.adoptedChains = append(g.adoptedChains, c)
