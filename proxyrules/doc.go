@@ -120,7 +120,9 @@
 // writes the per-ServicePort chains as one table block, which nft parses
 // in less time than a command per rule (2.3 s end to end with
 // EndpointRules; batching elements into one command per set gained
-// nothing measurable). A partial sync of one Service among 10,000 takes
+// nothing measurable). A periodic full sync over the loaded table, which
+// kube-proxy runs hourly, takes 32 s with kube-proxy's layout and 2.4 s
+// with EndpointRules. A partial sync of one Service among 10,000 takes
 // about 0.17 s end to end with either layout: 65 ms to rebuild the model,
 // 9 ms to generate, 90 ms in nft, where the kernel validates the whole
 // table (every chain reachable from the base chains) on any transaction

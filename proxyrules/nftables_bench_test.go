@@ -179,6 +179,46 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 	}
 }
 
+// BenchmarkNFTablesKernelResync measures a periodic full sync (kube-proxy
+// runs one every hour) over the loaded rules, nothing having changed: the
+// table is rewritten in one transaction, chains flushed and refilled.
+func BenchmarkNFTablesKernelResync(b *testing.B) {
+	ns := testenv.NetNSes(b, "resync")[0]
+	for _, n := range []int{1000, 10000} {
+		svcs, eps := cluster(n, 10)
+		cfg := DefaultConfig("node1")
+		for _, endpointRules := range []bool{false, true} {
+			layout := "kube-proxy"
+			if endpointRules {
+				layout = "endpoint-rules"
+			}
+			b.Run(fmt.Sprintf("services=%d/endpoints=10/layout=%s", n, layout), func(b *testing.B) {
+				_, _ = ns.Exec(context.Background(), "nft", "delete", "table", "ip", NFTablesTable)
+				g := NFTables{EndpointRules: endpointRules}
+				m := mustModel(b, cfg, svcs, eps)
+				s := g.Sync(m, true)
+				loadNFT(b, ns, s.Script())
+				s.Commit()
+				var phases [4]time.Duration
+				for b.Loop() {
+					t0 := time.Now()
+					m, _ := NewModel(cfg, svcs, eps)
+					t1 := time.Now()
+					s := g.Sync(m, true)
+					script := s.Script()
+					t2 := time.Now()
+					phases[3] += loadNFT(b, ns, script)
+					s.Commit()
+					phases[0] += t1.Sub(t0)
+					phases[1] += t2.Sub(t1)
+					phases[2] += time.Since(t2)
+				}
+				reportPhases(b, phases)
+			})
+		}
+	}
+}
+
 // loadNFT runs nft -f in ns and returns the CPU time nft used (user and
 // system), which a busy machine does not inflate as it does wall time.
 func loadNFT(b *testing.B, ns *testenv.NetNS, script []byte) time.Duration {
