@@ -111,15 +111,26 @@ func BenchmarkIPTablesOneServiceChange(b *testing.B) {
 	after := before.DeepCopy()
 	after.Endpoints = after.Endpoints[:9]
 	b.Run("impl=nodekit/services=10000/endpoints=10", func(b *testing.B) {
+		// As a running proxy: a Tracker fed by informer events, then a
+		// partial sync.
 		b.ReportAllocs()
-		slices := append([]*discoveryv1.EndpointSlice(nil), set.slices...)
+		tr, err := proxyrules.NewTracker(set.cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range set.services {
+			tr.SetService(s)
+		}
+		for _, es := range set.slices {
+			tr.SetEndpointSlice(es)
+		}
 		var g proxyrules.IPTables
-		m, _ := proxyrules.NewModel(set.cfg, set.services, slices)
+		m, _ := tr.Model()
 		g.Sync(m, true).Commit()
 		var size int
 		for i := 0; b.Loop(); i++ {
-			slices[5000] = []*discoveryv1.EndpointSlice{after, before}[i%2]
-			m, _ := proxyrules.NewModel(set.cfg, set.services, slices)
+			tr.SetEndpointSlice([]*discoveryv1.EndpointSlice{after, before}[i%2])
+			m, _ := tr.Model()
 			s := g.Sync(m, false)
 			s.Commit()
 			size = len(s.Payload)

@@ -2,6 +2,7 @@ package proxyrules
 
 import (
 	"hash/maphash"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,9 +22,10 @@ const largeClusterEndpoints = 1000
 // content changed; chains no longer used are deleted. The zero value is
 // ready to use and starts with a full sync.
 type IPTables struct {
-	applied  map[ServicePortName]appliedPort
+	applied  map[ServicePortName]*appliedPort
 	hashSeed maphash.Seed
 	sizes    bufferSizes
+	settings generationSettings
 	// adopted are service chains found in the kernel that no applied sync
 	// wrote (a previous kube-proxy or process); the next full sync deletes
 	// the unused ones.
@@ -33,6 +35,11 @@ type IPTables struct {
 type appliedPort struct {
 	sum    uint64
 	chains []string
+	// What was generated for the port, for reuse while its PortState (the
+	// same pointer, as a Tracker keeps it) and the settings stay the same.
+	state               *PortState
+	filter, natTop      []byte
+	ownChains, ownRules []byte
 }
 
 // IPTablesSync is one generated payload, to be loaded with
@@ -47,8 +54,19 @@ type IPTablesSync struct {
 	// Deleted are the chains the payload deletes.
 	Deleted []string
 
-	g       *IPTables
-	applied map[ServicePortName]appliedPort
+	g *IPTables
+	// changed and removed are what this sync changes in the generator's
+	// record of the kernel (copy on write: only Commit applies them).
+	changed  map[ServicePortName]*appliedPort
+	removed  []ServicePortName
+	settings generationSettings
+}
+
+// generationSettings is what, besides a port's PortState, shapes the rules
+// written for it.
+type generationSettings struct {
+	cfg          Config
+	largeCluster bool
 }
 
 // Commit records the sync as loaded, so the next partial sync is computed
@@ -56,7 +74,16 @@ type IPTablesSync struct {
 // partial sync is then computed against the last committed state and so
 // writes again everything the failed payload carried.
 func (s *IPTablesSync) Commit() {
-	s.g.applied = s.applied
+	if s.g.applied == nil {
+		s.g.applied = make(map[ServicePortName]*appliedPort, len(s.changed))
+	}
+	for name, rec := range s.changed {
+		s.g.applied[name] = rec
+	}
+	for _, name := range s.removed {
+		delete(s.g.applied, name)
+	}
+	s.g.settings = s.settings
 	if s.Full {
 		s.g.adopted = nil
 	}
@@ -78,40 +105,74 @@ func (g *IPTables) Adopt(natChains []string) {
 func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	full = full || g.applied == nil
 	w := newIPTablesWriter(m, g.sizes)
-	s := &IPTablesSync{Full: full, g: g, applied: make(map[ServicePortName]appliedPort, len(m.Ports))}
+	s := &IPTablesSync{Full: full, g: g, changed: map[ServicePortName]*appliedPort{},
+		settings: generationSettings{cfg: m.Config, largeCluster: w.largeCluster}}
+	reuse := g.applied != nil && reflect.DeepEqual(g.settings, s.settings)
 	var stale []string
+	known := 0 // ports of m that the committed state has
 	for _, p := range m.Ports {
+		prev, had := g.applied[p.Name]
+		if had {
+			known++
+		}
+		if reuse && had && prev.state == p {
+			// Unchanged since the committed sync: its bytes are as good as new.
+			w.filterRules.buf = append(w.filterRules.buf, prev.filter...)
+			w.natRules.buf = append(w.natRules.buf, prev.natTop...)
+			if full {
+				w.natChains.buf = append(w.natChains.buf, prev.ownChains...)
+				w.natRules.buf = append(w.natRules.buf, prev.ownRules...)
+				s.Written = append(s.Written, p.Name)
+			}
+			continue
+		}
 		// The port's own chains go straight into the payload; when they
 		// equal what was committed, a partial sync cuts them out again.
+		filterAt, natAt := len(w.filterRules.buf), len(w.natRules.buf)
 		chains := w.port(p, &w.natChains, &w.natRules)
 		chainsAt, rulesAt := w.own.chainsAt, w.own.rulesAt
 		var h maphash.Hash
 		h.SetSeed(g.seed())
 		h.Write(w.natChains.buf[chainsAt:])
 		h.Write(w.natRules.buf[rulesAt:])
-		rec := appliedPort{sum: h.Sum64(), chains: chains}
-		s.applied[p.Name] = rec
-		prev, had := g.applied[p.Name]
+		rec := &appliedPort{sum: h.Sum64(), chains: chains, state: p,
+			filter: w.filterRules.buf[filterAt:len(w.filterRules.buf):len(w.filterRules.buf)],
+			natTop: w.natRules.buf[natAt:rulesAt:rulesAt]}
 		if !full && had && prev.sum == rec.sum {
 			w.natChains.buf, w.natChains.n = w.natChains.buf[:chainsAt], w.own.chainsN
 			w.natRules.buf, w.natRules.n = w.natRules.buf[:rulesAt], w.own.rulesN
+			rec.ownChains, rec.ownRules = prev.ownChains, prev.ownRules
 		} else {
+			rec.ownChains = w.natChains.buf[chainsAt:len(w.natChains.buf):len(w.natChains.buf)]
+			rec.ownRules = w.natRules.buf[rulesAt:len(w.natRules.buf):len(w.natRules.buf)]
 			s.Written = append(s.Written, p.Name)
 		}
+		s.changed[p.Name] = rec
 		if had {
 			stale = appendMissing(stale, prev.chains, chains)
 		}
 	}
 	// Chains of ports that are gone, and (on a full sync) chains found in
 	// the kernel that nothing uses any more.
-	for name, rec := range g.applied {
-		if _, ok := s.applied[name]; !ok {
-			stale = append(stale, rec.chains...)
+	if known < len(g.applied) {
+		current := make(map[ServicePortName]bool, len(m.Ports))
+		for _, p := range m.Ports {
+			current[p.Name] = true
+		}
+		for name, rec := range g.applied {
+			if !current[name] {
+				s.removed = append(s.removed, name)
+				stale = append(stale, rec.chains...)
+			}
 		}
 	}
 	if full && len(g.adopted) > 0 {
 		active := make(map[string]bool, len(m.Ports)*4)
-		for _, rec := range s.applied {
+		for _, p := range m.Ports {
+			rec := s.changed[p.Name]
+			if rec == nil {
+				rec = g.applied[p.Name]
+			}
 			for _, c := range rec.chains {
 				active[c] = true
 			}

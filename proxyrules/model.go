@@ -30,10 +30,18 @@ type PortState struct {
 // that kube-proxy would reject or ignore (unparseable IPs, ports out of
 // range) is left out and reported in the error, which joins one error per
 // problem; the model is complete for everything else, so a caller may log
-// the error and go on, as kube-proxy does.
+// the error and go on, as kube-proxy does. A proxy that sees objects change
+// one at a time builds models faster with a Tracker.
 func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) (*Model, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	bySvc := map[serviceKey][]*discoveryv1.EndpointSlice{}
+	for _, es := range endpointSlices {
+		if es != nil {
+			k := sliceService(es)
+			bySvc[k] = append(bySvc[k], es)
+		}
 	}
 	var errs []error
 	m := &Model{Config: cfg}
@@ -41,32 +49,69 @@ func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discover
 		if svc == nil {
 			continue
 		}
-		ports, err := servicePorts(svc, cfg.Family)
+		ports, err := buildService(&cfg, svc, bySvc[serviceKey{svc.Namespace, svc.Name}])
 		if err != nil {
-			errs = append(errs, fmt.Errorf("proxyrules: %w", err))
+			errs = append(errs, err)
 		}
-		for _, p := range ports {
-			m.Ports = append(m.Ports, &PortState{ServicePort: p})
-		}
+		m.Ports = append(m.Ports, ports...)
 	}
-	slices.SortFunc(m.Ports, func(a, b *PortState) int { return comparePortNames(a.Name, b.Name) })
-	m.Ports = slices.CompactFunc(m.Ports, func(a, b *PortState) bool {
-		if a.Name == b.Name {
-			errs = append(errs, fmt.Errorf("proxyrules: service port %s/%s appears twice; the first is used", a.Name, a.Name.Protocol))
-			return true
-		}
-		return false
-	})
+	var dupErrs []error
+	m.Ports, dupErrs = sortPorts(m.Ports)
+	return m, errors.Join(append(errs, dupErrs...)...)
+}
 
+// sortPorts sorts ports by name, keeping input order among equals, and of
+// ports with the same name keeps the last, as kube-proxy's maps keyed by
+// ServicePortName do (a Service given twice, or two ports with one name,
+// which the apiserver would have refused); each such loss is reported.
+func sortPorts(ports []*PortState) ([]*PortState, []error) {
+	slices.SortStableFunc(ports, func(a, b *PortState) int { return comparePortNames(a.Name, b.Name) })
+	var errs []error
+	out := ports[:0]
+	for _, p := range ports {
+		if n := len(out); n > 0 && out[n-1].Name == p.Name {
+			errs = append(errs, fmt.Errorf("proxyrules: service port %s/%s appears twice; the last is used", p.Name, p.Name.Protocol))
+			out[n-1] = p
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, errs
+}
+
+// serviceKey is a Service's namespace and name.
+type serviceKey struct{ namespace, name string }
+
+// sliceService is the Service an EndpointSlice belongs to (its
+// kubernetes.io/service-name label).
+func sliceService(es *discoveryv1.EndpointSlice) serviceKey {
+	return serviceKey{es.Namespace, es.Labels[discoveryv1.LabelServiceName]}
+}
+
+// buildService is the model of one Service: its ports for cfg's family, in
+// name order, each with its endpoints from the Service's slices,
+// categorized for the node.
+func buildService(cfg *Config, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) ([]*PortState, error) {
+	var errs []error
+	sps, err := servicePorts(svc, cfg.Family)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("proxyrules: %w", err))
+	}
+	if len(sps) == 0 {
+		return nil, errors.Join(errs...)
+	}
 	eps, epErrs := endpointsByPort(endpointSlices, cfg.Family, cfg.NodeName)
 	for _, err := range epErrs {
 		errs = append(errs, fmt.Errorf("proxyrules: %w", err))
 	}
-	for _, p := range m.Ports {
-		p.Endpoints = eps[p.Name]
+	ports := make([]*PortState, len(sps))
+	for i, sp := range sps {
+		p := &PortState{ServicePort: sp, Endpoints: eps[sp.Name]}
 		p.Categorized = Categorize(p.ServicePort, p.Endpoints, cfg.NodeName, cfg.Zone)
+		ports[i] = p
 	}
-	return m, errors.Join(errs...)
+	ports, dupErrs := sortPorts(ports)
+	return ports, errors.Join(append(errs, dupErrs...)...)
 }
 
 func comparePortNames(a, b ServicePortName) int {

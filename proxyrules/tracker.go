@@ -1,0 +1,132 @@
+package proxyrules
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// Tracker holds the Services and EndpointSlices a proxy has seen, as
+// kube-proxy's change trackers do, and builds Models incrementally: only
+// the Services whose object or slices changed since the last Model are
+// built again. The others keep their PortStates, the same pointers, so a
+// backend can tell at a glance that nothing about them changed and reuse
+// what it generated for them (IPTables does). Feed it from informer event
+// handlers; it is not safe for concurrent use.
+type Tracker struct {
+	cfg      Config
+	services map[serviceKey]*corev1.Service
+	slices   map[serviceKey]map[string]*discoveryv1.EndpointSlice
+	owner    map[serviceKey]serviceKey // slice (namespace, name) -> its Service
+	built    map[serviceKey]builtService
+	dirty    map[serviceKey]bool
+	order    []serviceKey // the Services, sorted
+}
+
+type builtService struct {
+	ports []*PortState
+	err   error
+}
+
+// NewTracker returns an empty Tracker for cfg.
+func NewTracker(cfg Config) (*Tracker, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Tracker{
+		cfg:      cfg,
+		services: map[serviceKey]*corev1.Service{},
+		slices:   map[serviceKey]map[string]*discoveryv1.EndpointSlice{},
+		owner:    map[serviceKey]serviceKey{},
+		built:    map[serviceKey]builtService{},
+		dirty:    map[serviceKey]bool{},
+	}, nil
+}
+
+// SetService records a Service, new or updated.
+func (t *Tracker) SetService(svc *corev1.Service) {
+	k := serviceKey{svc.Namespace, svc.Name}
+	if _, ok := t.services[k]; !ok {
+		i, _ := slices.BinarySearchFunc(t.order, k, compareKeys)
+		t.order = slices.Insert(t.order, i, k)
+	}
+	t.services[k] = svc
+	t.dirty[k] = true
+}
+
+// DeleteService forgets a Service (its slices stay, as they may outlive it).
+func (t *Tracker) DeleteService(namespace, name string) {
+	k := serviceKey{namespace, name}
+	if _, ok := t.services[k]; !ok {
+		return
+	}
+	delete(t.services, k)
+	if i, found := slices.BinarySearchFunc(t.order, k, compareKeys); found {
+		t.order = slices.Delete(t.order, i, i+1)
+	}
+	t.dirty[k] = true
+}
+
+// SetEndpointSlice records an EndpointSlice, new or updated (even one that
+// moved to another Service).
+func (t *Tracker) SetEndpointSlice(es *discoveryv1.EndpointSlice) {
+	t.DeleteEndpointSlice(es.Namespace, es.Name)
+	k := sliceService(es)
+	if t.slices[k] == nil {
+		t.slices[k] = map[string]*discoveryv1.EndpointSlice{}
+	}
+	t.slices[k][es.Name] = es
+	t.owner[serviceKey{es.Namespace, es.Name}] = k
+	t.dirty[k] = true
+}
+
+// DeleteEndpointSlice forgets an EndpointSlice.
+func (t *Tracker) DeleteEndpointSlice(namespace, name string) {
+	sk := serviceKey{namespace, name}
+	k, ok := t.owner[sk]
+	if !ok {
+		return
+	}
+	delete(t.owner, sk)
+	delete(t.slices[k], name)
+	if len(t.slices[k]) == 0 {
+		delete(t.slices, k)
+	}
+	t.dirty[k] = true
+}
+
+// Model builds the Services that changed and returns the whole model, with
+// the errors of every Service's input (as NewModel reports them).
+func (t *Tracker) Model() (*Model, error) {
+	for k := range t.dirty {
+		svc, ok := t.services[k]
+		if !ok {
+			delete(t.built, k)
+			continue
+		}
+		var list []*discoveryv1.EndpointSlice
+		for _, es := range t.slices[k] {
+			list = append(list, es)
+		}
+		ports, err := buildService(&t.cfg, svc, list)
+		t.built[k] = builtService{ports: ports, err: err}
+	}
+	clear(t.dirty)
+	m := &Model{Config: t.cfg}
+	var errs []error
+	for _, k := range t.order {
+		b := t.built[k]
+		m.Ports = append(m.Ports, b.ports...)
+		if b.err != nil {
+			errs = append(errs, b.err)
+		}
+	}
+	return m, errors.Join(errs...)
+}
+
+func compareKeys(a, b serviceKey) int {
+	return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+}
