@@ -23,7 +23,10 @@
 //
 // NewModel computes, for one IP family and one node, every ServicePort with
 // its endpoints sorted into cluster, local and reachable sets (Categorize is
-// kube-proxy's CategorizeEndpoints). From a Model:
+// kube-proxy's CategorizeEndpoints). A running proxy feeds a Tracker from
+// its informers instead: it rebuilds only the Services whose object or
+// slices changed and keeps the others' PortStates, which lets a backend
+// reuse what it generated for them. From a Model:
 //
 //   - IPTables.Sync writes kube-proxy's iptables-restore payload, with its
 //     chain layout and names (KUBE-SERVICES, KUBE-SVC-<hash>, KUBE-SEP-<hash>,
