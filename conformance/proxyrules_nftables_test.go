@@ -47,13 +47,14 @@ func TestNFTablesMatchesKubeProxy(t *testing.T) {
 // included.
 func TestNFTablesPartialSyncsMatchKubeProxy(t *testing.T) {
 	ns := testenv.NetNSes(t, "kubeproxy")[0]
-	for seed := range uint64(100) {
+	for seed := range uint64(300) {
 		r := rand.New(rand.NewPCG(seed, 0xbeef))
 		set := genServiceSet(r, 2+r.IntN(10))
 		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
 		up.fullSync(t, ns, set.services, set.slices)
 		var g proxyrules.NFTables
 		ours := runOurs(t, &g, nil, set.cfg, set.services, set.slices, true)
+		added := 0
 		for step := range 4 {
 			op := r.IntN(3)
 			if len(set.services) == 0 {
@@ -66,9 +67,22 @@ func TestNFTablesPartialSyncsMatchKubeProxy(t *testing.T) {
 			}
 			switch op {
 			case 0: // the Service's endpoints change
+				// An address in two slices keeps its conditions: which copy
+				// wins when both are (or both are not) terminating is left
+				// to map order upstream.
+				seen, shared := map[string]bool{}, map[string]bool{}
+				for _, es := range set.slices {
+					if es.Namespace == svc.Namespace && es.Labels[discoveryv1.LabelServiceName] == svc.Name {
+						for _, e := range es.Endpoints {
+							shared[e.Addresses[0]] = seen[e.Addresses[0]]
+							seen[e.Addresses[0]] = true
+						}
+					}
+				}
 				for j, es := range set.slices {
 					if es.Namespace == svc.Namespace && es.Labels[discoveryv1.LabelServiceName] == svc.Name {
-						set.slices[j] = mutateSlice(r, es, step)
+						added++
+						set.slices[j] = mutateSlice(r, es, shared, added)
 						up.OnEndpointSliceUpdate(es, set.slices[j])
 					}
 				}
@@ -158,15 +172,16 @@ func runOurs(t *testing.T, g *proxyrules.NFTables, fake *knftables.Fake, cfg pro
 }
 
 // mutateSlice changes a slice as a rollout does: an endpoint goes, one
-// comes, others start or stop terminating.
-func mutateSlice(r *rand.Rand, es *discoveryv1.EndpointSlice, step int) *discoveryv1.EndpointSlice {
+// comes (the n-th new address of the test), others start or stop
+// terminating, but for the addresses in keep.
+func mutateSlice(r *rand.Rand, es *discoveryv1.EndpointSlice, keep map[string]bool, n int) *discoveryv1.EndpointSlice {
 	es = es.DeepCopy()
 	if n := len(es.Endpoints); n > 0 && r.IntN(2) == 0 {
 		i := r.IntN(n)
 		es.Endpoints = append(es.Endpoints[:i], es.Endpoints[i+1:]...)
 	}
 	for i := range es.Endpoints {
-		if r.IntN(3) == 0 {
+		if r.IntN(3) == 0 && !keep[es.Endpoints[i].Addresses[0]] {
 			c := &es.Endpoints[i].Conditions
 			ready := c.Ready == nil || *c.Ready
 			c.Ready, c.Serving, c.Terminating = ptr.To(!ready), ptr.To(true), ptr.To(ready)
@@ -174,7 +189,7 @@ func mutateSlice(r *rand.Rand, es *discoveryv1.EndpointSlice, step int) *discove
 	}
 	if r.IntN(2) == 0 {
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-			Addresses: []string{fmt.Sprintf("10.245.%d.%d", step, 1+r.IntN(250))},
+			Addresses: []string{fmt.Sprintf("10.245.%d.%d", n/250, n%250+1)},
 			NodeName:  ptr.To(pick(r, genNode, "node-b")),
 		})
 	}

@@ -210,7 +210,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	}
 
 	s.portOps[0] = len(s.ops)
-	var staleChains, staleSets []string
+	var staleChains, staleSets, revived []string
 	for _, p := range m.Ports {
 		sum := g.portSum(p)
 		old := prev.ports[p.Name]
@@ -230,6 +230,14 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			if old != nil {
 				staleChains = appendMissing(staleChains, old.chains, rec.chains)
 				staleSets = appendMissing(staleSets, old.sets, rec.sets)
+			}
+			if len(prev.stale) > 0 {
+				// A chain emptied a moment ago may be in use again.
+				for _, c := range rec.chains {
+					if _, ok := prev.stale[c]; ok {
+						revived = append(revived, c)
+					}
+				}
 			}
 		}
 		next.ports[p.Name] = rec
@@ -280,18 +288,14 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		next.stale[c] = now
 	}
 	// Chains emptied by an earlier sync at least a second ago are
-	// deleted; one in use again is kept.
+	// deleted; one in use again is no longer stale.
 	var deleteChains []string
-	var active map[string]bool
 	for c, since := range prev.stale {
-		if now.Sub(since) < time.Second {
+		switch {
+		case slices.Contains(revived, c):
+		case now.Sub(since) < time.Second:
 			next.stale[c] = since
-			continue
-		}
-		if active == nil {
-			active = activeChains(next)
-		}
-		if !active[c] {
+		default:
 			deleteChains = append(deleteChains, c)
 		}
 	}

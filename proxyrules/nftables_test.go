@@ -183,6 +183,14 @@ func TestNFTablesStaleChainsDeletedAfterASecond(t *testing.T) {
 	if s := runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false); len(s.Deleted) != 0 {
 		t.Fatalf("deleted %v, a chain in use again", s.Deleted)
 	}
+	// One that comes back within its second and goes again is emptied
+	// again.
+	s2 := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "s2", Port: "p", Protocol: corev1.ProtocolTCP}).Cluster
+	runNFT(t, &g, fake, mustModel(t, cfg, svcs[:2], eps), false)
+	runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false)
+	if s := runNFT(t, &g, fake, mustModel(t, cfg, svcs[:2], eps), false); !slices.Equal(s.Flushed, []string{s2}) {
+		t.Fatalf("flushed %v, want %s, which went, came back and went again", s.Flushed, s2)
+	}
 }
 
 // TestNFTablesUncommittedSyncIsRetried: a transaction that failed to load
