@@ -103,6 +103,9 @@ func TestFuzzSeedsLoadInKernel(t *testing.T) {
 		{"010.096.000.001", " ", "::1", "0.0.0.0/0", "fe80::1%eth0", "SCTP", 65536, -1, 0, 255},
 		{"10.96.0.2", "203.0.113.2", "198.51.100.2", " 10.0.0.0/8 ", "10.244.0.6", "UDP", 53, 30053, 5353, 1 | 2 | 8},
 		{"10.96.0.3", "", "198.51.100.3", "192.0.2.0/24", "10.244.0.7", "SCTP", 80, 30081, 8080, 1 | 4 | 16},
+		// A nodePort outside any port range is reported and left out, so
+		// the rest still loads.
+		{"10.96.0.4", "", "198.51.100.4", "", "10.244.0.8", "TCP", 80, 70000, 8080, 1},
 	} {
 		svcs, eps := fuzzObjects(seed.clusterIP, seed.extIP, seed.lbIP, seed.srcRange, seed.epAddr, seed.proto, seed.port, seed.nodePort, seed.epPort, seed.flags)
 		m, _ := NewModel(DefaultConfig("node1"), svcs, eps)

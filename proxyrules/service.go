@@ -139,10 +139,14 @@ func servicePorts(svc *corev1.Service, family corev1.IPFamily) ([]*ServicePort, 
 		}
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && extPolicyLocal {
-		if svc.Spec.HealthCheckNodePort == 0 {
+		switch hc := svc.Spec.HealthCheckNodePort; {
+		case hc == 0:
 			errs = append(errs, fmt.Errorf("service %s: LoadBalancer with externalTrafficPolicy Local has no healthCheckNodePort", key))
+		case hc < 0 || hc > 65535:
+			errs = append(errs, fmt.Errorf("service %s: healthCheckNodePort %d out of range; ignored", key, hc))
+		default:
+			base.HealthCheckNodePort = int(hc)
 		}
-		base.HealthCheckNodePort = int(svc.Spec.HealthCheckNodePort)
 	}
 
 	ports := make([]*ServicePort, 0, len(svc.Spec.Ports))
@@ -155,7 +159,14 @@ func servicePorts(svc *corev1.Service, family corev1.IPFamily) ([]*ServicePort, 
 		p := base
 		p.Name = ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: sp.Name, Protocol: protocolOrTCP(sp.Protocol)}
 		p.Port = int(sp.Port)
-		p.NodePort = int(sp.NodePort)
+		// The apiserver allocates NodePorts from its range; one outside any
+		// port range would make the whole payload fail to load, so it is
+		// reported and left out (the ClusterIP still works).
+		if sp.NodePort < 0 || sp.NodePort > 65535 {
+			errs = append(errs, fmt.Errorf("service %s: port %q: nodePort %d out of range; ignored", key, sp.Name, sp.NodePort))
+		} else {
+			p.NodePort = int(sp.NodePort)
+		}
 		ports = append(ports, &p)
 	}
 	return ports, errors.Join(errs...)
