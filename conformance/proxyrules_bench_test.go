@@ -114,16 +114,7 @@ func BenchmarkIPTablesOneServiceChange(b *testing.B) {
 		// As a running proxy: a Tracker fed by informer events, then a
 		// partial sync.
 		b.ReportAllocs()
-		tr, err := proxyrules.NewTracker(set.cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, s := range set.services {
-			tr.SetService(s)
-		}
-		for _, es := range set.slices {
-			tr.SetEndpointSlice(es)
-		}
+		tr := trackerFor(b, set)
 		var g proxyrules.IPTables
 		m, _ := tr.Model()
 		g.Sync(m, true).Commit()
@@ -153,4 +144,21 @@ func BenchmarkIPTablesOneServiceChange(b *testing.B) {
 		}
 		b.ReportMetric(float64(size), "payload-bytes")
 	})
+}
+
+// trackerFor is a Tracker that has seen every object of set, as a running
+// proxy's would after its informers synced.
+func trackerFor(b *testing.B, set serviceSet) *proxyrules.Tracker {
+	b.Helper()
+	tr, err := proxyrules.NewTracker(set.cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range set.services {
+		tr.SetService(s)
+	}
+	for _, es := range set.slices {
+		tr.SetEndpointSlice(es)
+	}
+	return tr
 }

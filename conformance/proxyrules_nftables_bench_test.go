@@ -58,15 +58,16 @@ func BenchmarkNFTablesOneServiceChange(b *testing.B) {
 	after := before.DeepCopy()
 	after.Endpoints = after.Endpoints[:9]
 	b.Run("impl=nodekit/services=10000/endpoints=10", func(b *testing.B) {
+		// As a running proxy: a Tracker fed by informer events.
 		b.ReportAllocs()
-		slices := append([]*discoveryv1.EndpointSlice(nil), set.slices...)
+		tr := trackerFor(b, set)
 		var g proxyrules.NFTables
-		m, _ := proxyrules.NewModel(set.cfg, set.services, slices)
+		m, _ := tr.Model()
 		g.Sync(m, true).Commit()
 		var ops int
 		for i := 0; b.Loop(); i++ {
-			slices[5000] = []*discoveryv1.EndpointSlice{after, before}[i%2]
-			m, _ := proxyrules.NewModel(set.cfg, set.services, slices)
+			tr.SetEndpointSlice([]*discoveryv1.EndpointSlice{after, before}[i%2])
+			m, _ := tr.Model()
 			s := g.Sync(m, false)
 			_ = s.Script()
 			s.Commit()
