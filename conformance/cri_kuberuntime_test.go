@@ -84,19 +84,6 @@ func (h *criHelper) GenerateRunContainerOptions(_ context.Context, pod *v1.Pod, 
 	return opts, nil, nil
 }
 
-type criPodState struct{}
-
-func (criPodState) IsPodTerminationRequested(kubetypes.UID) bool { return false }
-func (criPodState) ShouldPodContentBeRemoved(kubetypes.UID) bool { return false }
-func (criPodState) ShouldPodRuntimeBeRemoved(kubetypes.UID) bool { return false }
-
-type criRecorder struct{}
-
-func (criRecorder) RecordImageStartedPulling(kubetypes.UID)              {}
-func (criRecorder) RecordImageFinishedPulling(kubetypes.UID)             {}
-func (criRecorder) RecordInitContainerStarted(kubetypes.UID, time.Time)  {}
-func (criRecorder) RecordInitContainerFinished(kubetypes.UID, time.Time) {}
-
 const criMemory = 8 << 30
 
 // criPair is nodekit's Config and an upstream runtime manager set up
@@ -143,7 +130,7 @@ func newCRIPair(t testing.TB) *criPair {
 		proberesults.NewManager(), proberesults.NewManager(), proberesults.NewManager(),
 		p.cfg.RootDir, p.cfg.PodLogsDir,
 		&cadvisorapi.MachineInfo{MemoryCapacity: criMemory},
-		criPodState{}, 110,
+		noPodState{}, 110,
 		&containertest.FakeOS{},
 		helper,
 		nil,
@@ -154,7 +141,7 @@ func newCRIPair(t testing.TB) *criPair {
 		cm.NewStubContainerManager(), logs.NewStubContainerLogManager(), nil,
 		false, "", func() v1.ResourceList { return nil }, nil,
 		kubeletconfig.NoneMemoryReservationPolicy,
-		criRecorder{}, noop.NewTracerProvider(), nil, nil, criRecorder{},
+		noRecorder{}, noop.NewTracerProvider(), nil, nil, noRecorder{},
 	)
 	if err != nil {
 		t.Fatalf("NewKubeGenericRuntimeManager: %v", err)
