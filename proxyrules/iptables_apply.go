@@ -24,6 +24,69 @@ func HostExec(ctx context.Context, stdin []byte, name string, args ...string) ([
 	return cmd.CombinedOutput()
 }
 
+// IPTablesBackend is the kernel interface the iptables tools program. A
+// node uses one: kubelet and kube-proxy must write their rules where the
+// node's other components (CNI plugins, firewalls) write theirs, or the two
+// rule sets both hook the same packets without seeing each other.
+type IPTablesBackend string
+
+const (
+	// IPTablesNFT runs iptables-nft-restore and friends: the rules live in
+	// nf_tables tables named like the iptables tables. The default of
+	// current distributions and of IPTablesApplier.
+	IPTablesNFT IPTablesBackend = "nft"
+	// IPTablesLegacy runs iptables-legacy-restore and friends: the rules
+	// live in the kernel's x_tables, each table replaced as a whole blob.
+	IPTablesLegacy IPTablesBackend = "legacy"
+)
+
+// tool names the backend's variant of an iptables tool: suffix is "",
+// "-save" or "-restore".
+func (b IPTablesBackend) tool(v6 bool, suffix string) string {
+	name := "iptables-"
+	if v6 {
+		name = "ip6tables-"
+	}
+	if b == "" {
+		b = IPTablesNFT
+	}
+	return name + string(b) + suffix
+}
+
+// kubeletHint matches the chains kubelet creates in the mangle table of the
+// backend it uses (KUBE-IPTABLES-HINT, and KUBE-KUBELET-CANARY for its
+// rule-flush monitor; pkg/kubelet/kubelet_network_linux.go).
+var kubeletHint = regexp.MustCompile(`(?m)^:(KUBE-IPTABLES-HINT|KUBE-KUBELET-CANARY) `)
+
+// DetectIPTablesBackend says which backend the node's kubelet uses, as
+// kube-proxy's image decides it (its iptables wrapper,
+// kubernetes-sigs/iptables-wrappers pkg/xtables/detect.go): kubelet's
+// chains in the nf_tables mangle table (IPv4, then IPv6) mean IPTablesNFT,
+// in the legacy tables IPTablesLegacy; neither means IPTablesNFT. The
+// legacy tables are read whole, as upstream does, because asking the
+// legacy tools for one table loads that table into the kernel. Errors are
+// ignored, as upstream does: a tool that fails has no hint. run nil means
+// HostExec.
+func DetectIPTablesBackend(ctx context.Context, run Exec) IPTablesBackend {
+	if run == nil {
+		run = HostExec
+	}
+	for _, c := range []struct {
+		b    IPTablesBackend
+		args []string
+	}{
+		{IPTablesNFT, []string{"-t", "mangle"}},
+		{IPTablesLegacy, nil},
+	} {
+		for _, v6 := range []bool{false, true} {
+			if out, err := run(ctx, nil, c.b.tool(v6, "-save"), c.args...); err == nil && kubeletHint.Match(out) {
+				return c.b
+			}
+		}
+	}
+	return IPTablesNFT
+}
+
 // IPTablesApplier loads generated payloads into the kernel with
 // iptables-restore --noflush, so rules it does not own are never touched,
 // and keeps the generator's state in step with what loaded.
@@ -32,6 +95,11 @@ type IPTablesApplier struct {
 	Exec Exec
 	// IPv6 selects ip6tables-restore / ip6tables.
 	IPv6 bool
+	// Backend selects the iptables variant every command runs with
+	// (restore, save, and the checks of the jumps from the built-in
+	// chains); "" means IPTablesNFT. Use the node's: see
+	// DetectIPTablesBackend. It must not change once Apply has run.
+	Backend IPTablesBackend
 
 	gen     IPTables
 	started bool
@@ -71,10 +139,8 @@ func (a *IPTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*IPTa
 	if run == nil {
 		run = HostExec
 	}
-	iptables, restore, save := "iptables", "iptables-restore", "iptables-save"
-	if a.IPv6 {
-		iptables, restore, save = "ip6tables", "ip6tables-restore", "ip6tables-save"
-	}
+	b, v6 := a.Backend, a.IPv6
+	iptables, restore, save := b.tool(v6, ""), b.tool(v6, "-restore"), b.tool(v6, "-save")
 	if !a.started {
 		out, err := run(ctx, nil, save, "-t", "nat")
 		if err != nil {

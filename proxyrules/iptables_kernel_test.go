@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/kube-nodekit/nodekit/internal/testenv"
 )
 
 // labServices is the Service set the kernel tests load: one case per
@@ -52,22 +54,53 @@ func labConfig(lab *netLab) Config {
 	return cfg
 }
 
+// forEachBackend runs a kernel test once per iptables backend, each in its
+// own lab. The whole matrix is run: a lab and its checks take well under a
+// second, and the backends differ exactly where these tests look (how
+// --noflush merges into the loaded table, how a refused line is reported).
+func forEachBackend(t *testing.T, test func(t *testing.T, b IPTablesBackend)) {
+	for _, b := range []IPTablesBackend{IPTablesNFT, IPTablesLegacy} {
+		t.Run("backend="+string(b), func(t *testing.T) { test(t, b) })
+	}
+}
+
 // TestIPTablesRealPackets loads the generated rules into a node namespace
 // with the real iptables-restore and sends real connections through them.
 func TestIPTablesRealPackets(t *testing.T) {
-	lab := newNetLab(t, 3)
-	services, slices := labServices(lab)
-	m, err := NewModel(labConfig(lab), services, slices)
-	if err != nil {
-		t.Fatal(err)
+	forEachBackend(t, func(t *testing.T, b IPTablesBackend) {
+		lab := newNetLab(t, 3)
+		services, slices := labServices(lab)
+		m, err := NewModel(labConfig(lab), services, slices)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		applier := &IPTablesApplier{Exec: lab.nodeExec, Backend: b}
+		if _, err := applier.Apply(ctx, m, true); err != nil {
+			t.Fatal(err)
+		}
+		lab.expectOnlyBackend(t, b)
+		checkLabTraffic(t, lab, m)
+	})
+}
+
+// expectOnlyBackend checks that the rules went into b's tables and that
+// the other backend's tables hold none of them: otherwise the traffic
+// checks could pass on rules the other backend loaded.
+func (lab *netLab) expectOnlyBackend(t *testing.T, b IPTablesBackend) {
+	t.Helper()
+	other := IPTablesLegacy
+	if b == IPTablesLegacy {
+		other = IPTablesNFT
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	applier := &IPTablesApplier{Exec: lab.nodeExec}
-	if _, err := applier.Apply(ctx, m, true); err != nil {
-		t.Fatal(err)
+	if dump := lab.node.Run(t, b.tool(false, "-save"), "-t", "nat"); !strings.Contains(dump, "\n:"+chainServices+" ") {
+		t.Fatalf("%s -t nat has no %s:\n%s", b.tool(false, "-save"), chainServices, dump)
 	}
-	checkLabTraffic(t, lab, m)
+	// Without -t: the legacy tools would create the table they are asked for.
+	if dump := lab.node.Run(t, other.tool(false, "-save")); strings.Contains(dump, "KUBE-") {
+		t.Fatalf("the %s backend was asked for, but %s shows:\n%s", b, other.tool(false, "-save"), dump)
+	}
 }
 
 // checkLabTraffic sends the lab's traffic cases, and checks that the
@@ -246,32 +279,34 @@ func (lab *netLab) backendGateway(backend string) netip.Addr {
 // TestIPTablesPartialSyncInKernel: after a partial sync that carries only
 // the changed Service, traffic in the kernel follows the change.
 func TestIPTablesPartialSyncInKernel(t *testing.T) {
-	lab := newNetLab(t, 3)
-	services, slices := labServices(lab)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	applier := &IPTablesApplier{Exec: lab.nodeExec}
-	if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
-		t.Fatal(err)
-	}
-	// "web" loses be1 and be3.
-	slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"})
-	s, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Full || len(s.Written) != 1 || s.Written[0].Name != "web" {
-		t.Fatalf("sync full=%v wrote %v, want a partial sync of ns/web only", s.Full, s.Written)
-	}
-	for range 20 {
-		r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
+	forEachBackend(t, func(t *testing.T, b IPTablesBackend) {
+		lab := newNetLab(t, 3)
+		services, slices := labServices(lab)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		applier := &IPTablesApplier{Exec: lab.nodeExec, Backend: b}
+		if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
+			t.Fatal(err)
+		}
+		// "web" loses be1 and be3.
+		slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"})
+		s, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.backend != "be2" {
-			t.Fatalf("after the change, web reached %s, want only be2", r.backend)
+		if s.Full || len(s.Written) != 1 || s.Written[0].Name != "web" {
+			t.Fatalf("sync full=%v wrote %v, want a partial sync of ns/web only", s.Full, s.Written)
 		}
-	}
+		for range 20 {
+			r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.backend != "be2" {
+				t.Fatalf("after the change, web reached %s, want only be2", r.backend)
+			}
+		}
+	})
 }
 
 // TestIPTablesFailedApplyKeepsRules: a payload the kernel refuses leaves
@@ -280,43 +315,75 @@ func TestIPTablesPartialSyncInKernel(t *testing.T) {
 // own (added here by hand) still jumps to an endpoint chain the new payload
 // deletes.
 func TestIPTablesFailedApplyKeepsRules(t *testing.T) {
-	lab := newNetLab(t, 3)
-	services, slices := labServices(lab)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	applier := &IPTablesApplier{Exec: lab.nodeExec}
-	if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
-		t.Fatal(err)
-	}
-	web := ServicePortName{Namespace: "ns", Name: "web", Port: "p", Protocol: corev1.ProtocolTCP}
-	be1 := EndpointChain(web, &Endpoint{Addr: netip.AddrPortFrom(lab.backendIPs[0], labTCPPort)})
-	lab.node.Run(t, "iptables", "-t", "nat", "-A", "OUTPUT", "-d", "192.0.2.99", "-j", be1)
-
-	slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"})
-	_, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
-	if err == nil || !strings.Contains(err.Error(), `"-X `+be1+`"`) {
-		t.Fatalf("apply deleting a chain still in use: err = %v, want an error quoting the line -X %s", err, be1)
-	}
-	// The old rules still route web to all three backends.
-	seen := map[string]bool{}
-	for range 40 {
-		r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
-		if err != nil {
-			t.Fatalf("after a failed apply: %v", err)
+	forEachBackend(t, func(t *testing.T, b IPTablesBackend) {
+		lab := newNetLab(t, 3)
+		services, slices := labServices(lab)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		applier := &IPTablesApplier{Exec: lab.nodeExec, Backend: b}
+		if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
+			t.Fatal(err)
 		}
-		seen[r.backend] = true
-	}
-	if len(seen) != 3 {
-		t.Fatalf("after a failed apply web reached %v, want the old rules' three backends", seen)
-	}
+		web := ServicePortName{Namespace: "ns", Name: "web", Port: "p", Protocol: corev1.ProtocolTCP}
+		be1 := EndpointChain(web, &Endpoint{Addr: netip.AddrPortFrom(lab.backendIPs[0], labTCPPort)})
+		lab.node.Run(t, b.tool(false, ""), "-t", "nat", "-A", "OUTPUT", "-d", "192.0.2.99", "-j", be1)
 
-	lab.node.Run(t, "iptables", "-t", "nat", "-D", "OUTPUT", "-d", "192.0.2.99", "-j", be1)
-	if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
-		t.Fatalf("sync after the failure: %v", err)
-	}
-	for range 10 {
-		if r, err := lab.dialTCP(t, addrPort("203.0.113.10:80")); err != nil || r.backend != "be2" {
-			t.Fatalf("after recovery web reached %+v, %v; want be2", r, err)
+		slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"})
+		_, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
+		if err == nil || !strings.Contains(err.Error(), `"-X `+be1+`"`) {
+			t.Fatalf("apply deleting a chain still in use: err = %v, want an error quoting the line -X %s", err, be1)
 		}
+		t.Logf("refused as expected: %v", err)
+		// The old rules still route web to all three backends.
+		seen := map[string]bool{}
+		for range 40 {
+			r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
+			if err != nil {
+				t.Fatalf("after a failed apply: %v", err)
+			}
+			seen[r.backend] = true
+		}
+		if len(seen) != 3 {
+			t.Fatalf("after a failed apply web reached %v, want the old rules' three backends", seen)
+		}
+
+		lab.node.Run(t, b.tool(false, ""), "-t", "nat", "-D", "OUTPUT", "-d", "192.0.2.99", "-j", be1)
+		if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
+			t.Fatalf("sync after the failure: %v", err)
+		}
+		for range 10 {
+			if r, err := lab.dialTCP(t, addrPort("203.0.113.10:80")); err != nil || r.backend != "be2" {
+				t.Fatalf("after recovery web reached %+v, %v; want be2", r, err)
+			}
+		}
+	})
+}
+
+// TestDetectIPTablesBackend: kubelet's hint chain decides, nf_tables first,
+// as in kube-proxy's iptables wrapper (kubernetes-sigs/iptables-wrappers
+// pkg/xtables/detect.go); a node without one gets nft.
+func TestDetectIPTablesBackend(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		hints []IPTablesBackend // a KUBE-IPTABLES-HINT chain in each one's mangle table
+		want  IPTablesBackend
+	}{
+		{"no hint means nft", nil, IPTablesNFT},
+		{"kubelet on legacy", []IPTablesBackend{IPTablesLegacy}, IPTablesLegacy},
+		{"kubelet on nft", []IPTablesBackend{IPTablesNFT}, IPTablesNFT},
+		{"both: nft is asked first", []IPTablesBackend{IPTablesLegacy, IPTablesNFT}, IPTablesNFT},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ns := testenv.NetNSes(t, "node")[0]
+			for _, b := range c.hints {
+				ns.Run(t, b.tool(false, ""), "-t", "mangle", "-N", "KUBE-IPTABLES-HINT")
+			}
+			run := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+				return ns.Exec(ctx, name, args...)
+			}
+			if got := DetectIPTablesBackend(context.Background(), run); got != c.want {
+				t.Fatalf("DetectIPTablesBackend = %q, want %q", got, c.want)
+			}
+		})
 	}
 }
