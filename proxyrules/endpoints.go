@@ -34,21 +34,43 @@ func (e *Endpoint) String() string {
 	return e.str
 }
 
+// portEndpoints are the endpoints of one ServicePort.
+type portEndpoints struct {
+	name ServicePortName
+	eps  []*Endpoint
+}
+
+// endpointsOf is the endpoints of a Service by port; a Service has few
+// ports, so a list beats a map.
+type endpointsOf []portEndpoints
+
+func (e endpointsOf) get(name ServicePortName) []*Endpoint {
+	for i := range e {
+		if e[i].name == name {
+			return e[i].eps
+		}
+	}
+	return nil
+}
+
 // endpointsByPort collects the endpoints of every port of one Service from
 // its EndpointSlices of one family, deduplicated by ip:port (a ready
 // endpoint wins over a terminating one with the same address) and sorted by
 // that string, as kube-proxy's EndpointSliceCache does. Slices are read in
 // name order so that the outcome does not depend on input order.
-func endpointsByPort(endpointSlices []*discoveryv1.EndpointSlice, family corev1.IPFamily, nodeName string) (map[ServicePortName][]*Endpoint, []error) {
+func endpointsByPort(endpointSlices []*discoveryv1.EndpointSlice, family corev1.IPFamily, nodeName string) (endpointsOf, []error) {
 	wantType := discoveryv1.AddressTypeIPv4
 	if family == corev1.IPv6Protocol {
 		wantType = discoveryv1.AddressTypeIPv6
 	}
-	ordered := slices.Clone(endpointSlices)
-	slices.SortFunc(ordered, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
+	ordered := endpointSlices
+	if !slices.IsSortedFunc(ordered, compareSliceNames) {
+		ordered = slices.Clone(endpointSlices)
+		slices.SortFunc(ordered, compareSliceNames)
+	}
 
 	var errs []error
-	byPort := map[ServicePortName][]*Endpoint{}
+	var byPort endpointsOf
 	for _, es := range ordered {
 		if es.AddressType != wantType {
 			continue
@@ -68,23 +90,50 @@ func endpointsByPort(endpointSlices []*discoveryv1.EndpointSlice, family corev1.
 				proto = *port.Protocol
 			}
 			name := ServicePortName{Namespace: es.Namespace, Name: svcName, Port: *port.Name, Protocol: proto}
-			// One allocation for the slice's endpoints of this port.
-			block := make([]Endpoint, len(es.Endpoints))
-			eps := byPort[name]
-			for i := range es.Endpoints {
-				if err := fillEndpoint(&block[i], &es.Endpoints[i], uint16(*port.Port), nodeName); err != nil {
-					errs = append(errs, fmt.Errorf("endpointslice %s/%s: %w", es.Namespace, es.Name, err))
-					continue
-				}
-				eps = append(eps, &block[i])
+			i := slices.IndexFunc(byPort, func(p portEndpoints) bool { return p.name == name })
+			if i < 0 {
+				i = len(byPort)
+				byPort = append(byPort, portEndpoints{name: name})
 			}
-			byPort[name] = eps
+			byPort[i].eps, errs = appendEndpoints(byPort[i].eps, errs, es, uint16(*port.Port), nodeName)
 		}
 	}
-	for name, eps := range byPort {
-		byPort[name] = dedupEndpoints(eps)
+	for i := range byPort {
+		byPort[i].eps = dedupEndpoints(byPort[i].eps)
 	}
 	return byPort, errs
+}
+
+func compareSliceNames(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) }
+
+// appendEndpoints appends the endpoints of es for one port to eps, with
+// one allocation for the Endpoints and one for their strings.
+func appendEndpoints(eps []*Endpoint, errs []error, es *discoveryv1.EndpointSlice, port uint16, nodeName string) ([]*Endpoint, []error) {
+	block := make([]Endpoint, len(es.Endpoints))
+	if eps == nil {
+		eps = make([]*Endpoint, 0, len(es.Endpoints))
+	}
+	var textBuf [512]byte
+	var endsBuf [64]int
+	text, ends := textBuf[:0], endsBuf[:0]
+	for i := range es.Endpoints {
+		if err := fillEndpoint(&block[i], &es.Endpoints[i], port, nodeName); err != nil {
+			errs = append(errs, fmt.Errorf("endpointslice %s/%s: %w", es.Namespace, es.Name, err))
+		} else {
+			text = block[i].Addr.AppendTo(text)
+		}
+		ends = append(ends, len(text))
+	}
+	all := string(text)
+	start := 0
+	for i := range block {
+		if e := &block[i]; ends[i] > start {
+			e.str = all[start:ends[i]]
+			eps = append(eps, e)
+		}
+		start = ends[i]
+	}
+	return eps, errs
 }
 
 // dedupEndpoints sorts by kube-proxy's endpoint string and keeps one
@@ -105,6 +154,7 @@ func dedupEndpoints(eps []*Endpoint) []*Endpoint {
 	return out
 }
 
+// fillEndpoint sets a zero Endpoint from e, or reports why e is ignored.
 func fillEndpoint(ep *Endpoint, e *discoveryv1.Endpoint, port uint16, nodeName string) error {
 	if len(e.Addresses) == 0 {
 		return fmt.Errorf("endpoint without addresses ignored")
@@ -113,15 +163,13 @@ func fillEndpoint(ep *Endpoint, e *discoveryv1.Endpoint, port uint16, nodeName s
 	if !ok {
 		return fmt.Errorf("endpoint address %q is not an IP address; ignored", e.Addresses[0])
 	}
-	addr := netip.AddrPortFrom(ip, port)
-	*ep = Endpoint{
-		Addr:        addr,
-		str:         addr.String(),
-		Local:       nodeName != "" && e.NodeName != nil && *e.NodeName == nodeName,
-		Ready:       e.Conditions.Ready == nil || *e.Conditions.Ready,
-		Serving:     e.Conditions.Serving == nil || *e.Conditions.Serving,
-		Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
-	}
+	// ep is zero: setting fields one by one spares copying (and the write
+	// barriers of) a whole struct.
+	ep.Addr = netip.AddrPortFrom(ip, port)
+	ep.Local = nodeName != "" && e.NodeName != nil && *e.NodeName == nodeName
+	ep.Ready = e.Conditions.Ready == nil || *e.Conditions.Ready
+	ep.Serving = e.Conditions.Serving == nil || *e.Conditions.Serving
+	ep.Terminating = e.Conditions.Terminating != nil && *e.Conditions.Terminating
 	if e.Hints != nil {
 		for _, z := range e.Hints.ForZones {
 			ep.ZoneHints = append(ep.ZoneHints, z.Name)

@@ -3,9 +3,9 @@ package proxyrules
 import (
 	"hash/maphash"
 	"reflect"
+	"runtime"
 	"slices"
-	"strconv"
-	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -24,7 +24,6 @@ const largeClusterEndpoints = 1000
 type IPTables struct {
 	applied  map[ServicePortName]*appliedPort
 	hashSeed maphash.Seed
-	sizes    bufferSizes
 	settings generationSettings
 	// adopted are service chains found in the kernel that no applied sync
 	// wrote (a previous kube-proxy or process); the next full sync deletes
@@ -32,14 +31,15 @@ type IPTables struct {
 	adopted []string
 }
 
+// appliedPort is what was generated for one ServicePort: reused as it is
+// while its PortState (the same pointer, as a Tracker keeps it) and the
+// settings stay the same.
 type appliedPort struct {
-	sum    uint64
+	sum    uint64 // of ownChains and ownRules
 	chains []string
-	// What was generated for the port, for reuse while its PortState (the
-	// same pointer, as a Tracker keeps it) and the settings stay the same.
-	state               *PortState
-	filter, natTop      []byte
-	ownChains, ownRules []byte
+	state  *PortState
+	// Slices of the writer's buffers: see portWriter.
+	filter, natTop, ownChains, ownRules []byte
 }
 
 // IPTablesSync is one generated payload, to be loaded with
@@ -101,55 +101,55 @@ func (g *IPTables) Adopt(natChains []string) {
 }
 
 // Sync generates the payload for m. It is full when full is true or nothing
-// was committed yet; otherwise partial.
+// was committed yet; otherwise partial. The rules of ports that changed are
+// written by as many goroutines as GOMAXPROCS allows.
 func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	full = full || g.applied == nil
-	w := newIPTablesWriter(m, g.sizes)
-	s := &IPTablesSync{Full: full, g: g, changed: map[ServicePortName]*appliedPort{},
-		settings: generationSettings{cfg: m.Config, largeCluster: w.largeCluster}}
-	reuse := g.applied != nil && reflect.DeepEqual(g.settings, s.settings)
-	var stale []string
+	settings := generationSettings{cfg: m.Config, largeCluster: largeCluster(m)}
+	s := &IPTablesSync{Full: full, g: g, settings: settings}
+	reuse := g.applied != nil && reflect.DeepEqual(g.settings, settings)
+
+	// Ports unchanged since the committed sync keep their records; the
+	// others are written anew.
+	recs := make([]*appliedPort, len(m.Ports))
+	var todo []int
 	known := 0 // ports of m that the committed state has
-	for _, p := range m.Ports {
+	for i, p := range m.Ports {
 		prev, had := g.applied[p.Name]
 		if had {
 			known++
 		}
 		if reuse && had && prev.state == p {
-			// Unchanged since the committed sync: its bytes are as good as new.
-			w.filterRules.buf = append(w.filterRules.buf, prev.filter...)
-			w.natRules.buf = append(w.natRules.buf, prev.natTop...)
-			if full {
-				w.natChains.buf = append(w.natChains.buf, prev.ownChains...)
-				w.natRules.buf = append(w.natRules.buf, prev.ownRules...)
-				s.Written = append(s.Written, p.Name)
-			}
+			recs[i] = prev
 			continue
 		}
-		// The port's own chains go straight into the payload; when they
-		// equal what was committed, a partial sync cuts them out again.
-		filterAt, natAt := len(w.filterRules.buf), len(w.natRules.buf)
-		chains := w.port(p, &w.natChains, &w.natRules)
-		chainsAt, rulesAt := w.own.chainsAt, w.own.rulesAt
-		var h maphash.Hash
-		h.SetSeed(g.seed())
-		h.Write(w.natChains.buf[chainsAt:])
-		h.Write(w.natRules.buf[rulesAt:])
-		rec := &appliedPort{sum: h.Sum64(), chains: chains, state: p,
-			filter: w.filterRules.buf[filterAt:len(w.filterRules.buf):len(w.filterRules.buf)],
-			natTop: w.natRules.buf[natAt:rulesAt:rulesAt]}
-		if !full && had && prev.sum == rec.sum {
-			w.natChains.buf, w.natChains.n = w.natChains.buf[:chainsAt], w.own.chainsN
-			w.natRules.buf, w.natRules.n = w.natRules.buf[:rulesAt], w.own.rulesN
-			rec.ownChains, rec.ownRules = prev.ownChains, prev.ownRules
+		todo = append(todo, i)
+	}
+	writePorts(m, settings, g.seed(), recs, todo)
+	s.changed = make(map[ServicePortName]*appliedPort, len(todo))
+
+	// Which ports' own chains go into the payload: all on a full sync,
+	// else those whose chains differ from the committed ones.
+	written := make([]bool, len(m.Ports))
+	var stale []string
+	for i, p := range m.Ports {
+		rec := recs[i]
+		prev, had := g.applied[p.Name]
+		if had && prev == rec {
+			written[i] = full
 		} else {
-			rec.ownChains = w.natChains.buf[chainsAt:len(w.natChains.buf):len(w.natChains.buf)]
-			rec.ownRules = w.natRules.buf[rulesAt:len(w.natRules.buf):len(w.natRules.buf)]
-			s.Written = append(s.Written, p.Name)
+			if !full && had && prev.sum == rec.sum {
+				rec.ownChains, rec.ownRules = prev.ownChains, prev.ownRules
+			} else {
+				written[i] = true
+			}
+			s.changed[p.Name] = rec
+			if had {
+				stale = appendMissing(stale, prev.chains, rec.chains)
+			}
 		}
-		s.changed[p.Name] = rec
-		if had {
-			stale = appendMissing(stale, prev.chains, chains)
+		if written[i] {
+			s.Written = append(s.Written, p.Name)
 		}
 	}
 	// Chains of ports that are gone, and (on a full sync) chains found in
@@ -168,11 +168,7 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	}
 	if full && len(g.adopted) > 0 {
 		active := make(map[string]bool, len(m.Ports)*4)
-		for _, p := range m.Ports {
-			rec := s.changed[p.Name]
-			if rec == nil {
-				rec = g.applied[p.Name]
-			}
+		for _, rec := range recs {
 			for _, c := range rec.chains {
 				active[c] = true
 			}
@@ -185,13 +181,65 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	}
 	slices.Sort(stale)
 	s.Deleted = slices.Compact(stale)
-	for _, c := range s.Deleted {
-		w.natChains.chain(c)
-		w.natRules.write("-X", c)
-	}
-	s.Payload = w.finish()
-	g.sizes = w.sizes()
+	s.Payload = assemble(head(&m.Config), tail(&m.Config, s.Deleted), recs, written)
 	return s
+}
+
+// largeCluster is kube-proxy's largeClusterMode: more endpoints than
+// largeClusterEndpoints in all.
+func largeCluster(m *Model) bool {
+	total := 0
+	for _, p := range m.Ports {
+		total += len(p.Endpoints)
+	}
+	return total > largeClusterEndpoints
+}
+
+// writePorts writes the records of the ports todo indexes, in parallel
+// when there are enough of them to pay for it.
+func writePorts(m *Model, settings generationSettings, seed maphash.Seed, recs []*appliedPort, todo []int) {
+	const minPortsPerWorker = 256
+	workers := min(runtime.GOMAXPROCS(0), len(todo)/minPortsPerWorker)
+	if workers <= 1 {
+		writePortRange(m, settings, seed, recs, todo)
+		return
+	}
+	var wg sync.WaitGroup
+	for k := range workers {
+		part := todo[k*len(todo)/workers : (k+1)*len(todo)/workers]
+		wg.Go(func() { writePortRange(m, settings, seed, recs, part) })
+	}
+	wg.Wait()
+}
+
+func writePortRange(m *Model, settings generationSettings, seed maphash.Seed, recs []*appliedPort, todo []int) {
+	w := &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, seed: seed}
+	w.reserve(m, todo)
+	for _, i := range todo {
+		recs[i] = w.port(m.Ports[i])
+	}
+}
+
+// reserve sizes the writer's buffers for the ports todo indexes, so that
+// they are allocated once instead of grown (and copied) many times; the
+// sizes are a little above what kube-proxy's rules take.
+func (w *portWriter) reserve(m *Model, todo []int) {
+	var top, chains, rules int
+	for _, i := range todo {
+		p := m.Ports[i]
+		nameLen := len(p.Name.Namespace) + len(p.Name.Name) + len(p.Name.Port) + 2
+		perRule := 100 + nameLen
+		top += perRule * (2 + len(p.ExternalIPs) + len(p.LoadBalancerVIPs))
+		chains += 40 * (4 + len(p.Reachable))
+		perEndpoint := 4 * perRule
+		if w.largeCluster {
+			perEndpoint = 260
+		}
+		rules += 6*perRule + perEndpoint*len(p.Reachable)
+	}
+	w.natTop.buf = make([]byte, 0, top)
+	w.ownChains.buf = make([]byte, 0, chains)
+	w.ownRules.buf = make([]byte, 0, rules)
 }
 
 // appendMissing appends to dst the chains of old that are not in cur.
@@ -211,336 +259,113 @@ func (g *IPTables) seed() maphash.Seed {
 	return g.hashSeed
 }
 
-// iptablesWriter holds the four buffers of one payload, as upstream does.
-type iptablesWriter struct {
-	m                         *Model
-	cfg                       *Config
-	mark                      string
-	largeCluster              bool
-	filterChains, filterRules lines
-	natChains, natRules       lines
-	// own marks where the current port's own chains start in natChains
-	// and natRules.
-	own ownMark
-}
+// section is lines of the payload's four parts, in the order they are
+// written in each table: chain declarations, then rules.
+type section struct{ filterChains, filterRules, natChains, natRules lines }
 
-type ownMark struct{ chainsAt, rulesAt, chainsN, rulesN int }
-
-// bufferSizes are the sizes of the last payload's buffers, so the next one
-// is allocated once instead of grown (and copied) many times.
-type bufferSizes struct{ filterChains, filterRules, natChains, natRules int }
-
-func (w *iptablesWriter) sizes() bufferSizes {
-	return bufferSizes{len(w.filterChains.buf), len(w.filterRules.buf), len(w.natChains.buf), len(w.natRules.buf)}
-}
-
-func newIPTablesWriter(m *Model, sizes bufferSizes) *iptablesWriter {
-	w := &iptablesWriter{m: m, cfg: &m.Config, mark: m.Config.masqueradeMark()}
-	w.filterChains.buf = make([]byte, 0, sizes.filterChains+512)
-	w.filterRules.buf = make([]byte, 0, sizes.filterRules+512)
-	w.natChains.buf = make([]byte, 0, sizes.natChains+512)
-	w.natRules.buf = make([]byte, 0, sizes.natRules+512)
-	total := 0
-	for _, p := range m.Ports {
-		total += len(p.Endpoints)
-	}
-	w.largeCluster = total > largeClusterEndpoints
+// head is what every payload starts with: the top-level chains and the
+// masquerading rules.
+func head(cfg *Config) *section {
+	var h section
+	mark := cfg.masqueradeMark()
 	for _, c := range []string{chainServices, chainExternalServices, chainForward, chainNodePorts, chainProxyFirewall} {
-		w.filterChains.chain(c)
+		h.filterChains.chain(c)
 	}
 	for _, c := range []string{chainServices, chainNodePorts, chainPostrouting, chainMarkMasq} {
-		w.natChains.chain(c)
+		h.natChains.chain(c)
 	}
-	masqMatch := w.mark + "/" + w.mark
-	w.natRules.write("-A", chainPostrouting, "-m", "mark", "!", "--mark", masqMatch, "-j", "RETURN")
-	w.natRules.write("-A", chainPostrouting, "-j", "MARK", "--xor-mark", w.mark)
-	w.natRules.write("-A", chainPostrouting, "-m", "comment", "--comment", `"kubernetes service traffic requiring SNAT"`, "-j", "MASQUERADE", "--random-fully")
-	w.natRules.write("-A", chainMarkMasq, "-j", "MARK", "--or-mark", w.mark)
-	if w.ipv4() && w.cfg.LocalhostNodePorts {
+	masqMatch := mark + "/" + mark
+	h.natRules.write("-A", chainPostrouting, "-m", "mark", "!", "--mark", masqMatch, "-j", "RETURN")
+	h.natRules.write("-A", chainPostrouting, "-j", "MARK", "--xor-mark", mark)
+	h.natRules.write("-A", chainPostrouting, "-m", "comment", "--comment", `"kubernetes service traffic requiring SNAT"`, "-j", "MASQUERADE", "--random-fully")
+	h.natRules.write("-A", chainMarkMasq, "-j", "MARK", "--or-mark", mark)
+	if cfg.Family == corev1.IPv4Protocol && cfg.LocalhostNodePorts {
 		// The route_localnet mitigation (https://issue.k8s.io/90259); the
 		// kubelet writes the same rule.
-		w.filterChains.chain(chainKubeletFirewall)
-		w.filterRules.write("-A", chainKubeletFirewall, "-m", "comment", "--comment", `"block incoming localnet connections"`,
+		h.filterChains.chain(chainKubeletFirewall)
+		h.filterRules.write("-A", chainKubeletFirewall, "-m", "comment", "--comment", `"block incoming localnet connections"`,
 			"-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP")
 	}
-	return w
+	return &h
 }
 
-func (w *iptablesWriter) ipv4() bool { return w.cfg.Family == corev1.IPv4Protocol }
-
-// finish appends the rules that must come last and assembles the payload.
-func (w *iptablesWriter) finish() []byte {
+// tail is what every payload ends with: the deletion of stale chains and
+// the rules that must come last.
+func tail(cfg *Config, deleted []string) *section {
+	var t section
+	for _, c := range deleted {
+		t.natChains.chain(c)
+		t.natRules.write("-X", c)
+	}
+	ipv4 := cfg.Family == corev1.IPv4Protocol
 	comment := `"kubernetes service nodeports; NOTE: this must be the last rule in this chain"`
-	if len(w.cfg.NodePortAddresses) == 0 {
+	if len(cfg.NodePortAddresses) == 0 {
 		dst := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 		// Localhost NodePorts never work on IPv6, and on IPv4 only with
 		// route_localnet, which LocalhostNodePorts stands for.
-		if !w.ipv4() {
+		if !ipv4 {
 			dst = append(dst, "!", "-d", "::1/128")
-		} else if !w.cfg.LocalhostNodePorts {
+		} else if !cfg.LocalhostNodePorts {
 			dst = append(dst, "!", "-d", "127.0.0.0/8")
 		}
-		w.natRules.write(append(append([]string{"-A", chainServices, "-m", "comment", "--comment", comment}, dst...), "-j", chainNodePorts)...)
+		t.natRules.write(append(append([]string{"-A", chainServices, "-m", "comment", "--comment", comment}, dst...), "-j", chainNodePorts)...)
 	} else {
-		for _, ip := range w.cfg.NodePortAddresses {
-			if ip.IsLoopback() && (!w.ipv4() || !w.cfg.LocalhostNodePorts) {
+		for _, ip := range cfg.NodePortAddresses {
+			if ip.IsLoopback() && (!ipv4 || !cfg.LocalhostNodePorts) {
 				continue // upstream logs and skips these
 			}
-			w.natRules.write("-A", chainServices, "-m", "comment", "--comment", comment, "-d", ip.String(), "-j", chainNodePorts)
+			t.natRules.write("-A", chainServices, "-m", "comment", "--comment", comment, "-d", ip.String(), "-j", chainNodePorts)
 		}
 	}
-	if !w.cfg.ConntrackTCPBeLiberal {
-		w.filterRules.write("-A", chainForward, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
+	if !cfg.ConntrackTCPBeLiberal {
+		t.filterRules.write("-A", chainForward, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
 	}
-	masqMatch := w.mark + "/" + w.mark
-	w.filterRules.write("-A", chainForward, "-m", "comment", "--comment", `"kubernetes forwarding rules"`, "-m", "mark", "--mark", masqMatch, "-j", "ACCEPT")
-	w.filterRules.write("-A", chainForward, "-m", "comment", "--comment", `"kubernetes forwarding conntrack rule"`, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
+	mark := cfg.masqueradeMark()
+	masqMatch := mark + "/" + mark
+	t.filterRules.write("-A", chainForward, "-m", "comment", "--comment", `"kubernetes forwarding rules"`, "-m", "mark", "--mark", masqMatch, "-j", "ACCEPT")
+	t.filterRules.write("-A", chainForward, "-m", "comment", "--comment", `"kubernetes forwarding conntrack rule"`, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
+	return &t
+}
 
-	size := 32 + len(w.filterChains.buf) + len(w.filterRules.buf) + len(w.natChains.buf) + len(w.natRules.buf)
+// assemble joins head, the ports' records (their own chains where written)
+// and tail into the payload, allocated once at its exact size.
+func assemble(h, t *section, recs []*appliedPort, written []bool) []byte {
+	const filterStart, natStart, end = "*filter\n", "COMMIT\n*nat\n", "COMMIT\n"
+	size := len(filterStart) + len(natStart) + len(end)
+	for _, sec := range []*section{h, t} {
+		size += len(sec.filterChains.buf) + len(sec.filterRules.buf) + len(sec.natChains.buf) + len(sec.natRules.buf)
+	}
+	for i, rec := range recs {
+		size += len(rec.filter) + len(rec.natTop)
+		if written[i] {
+			size += len(rec.ownChains) + len(rec.ownRules)
+		}
+	}
 	out := make([]byte, 0, size)
-	out = append(out, "*filter\n"...)
-	out = append(out, w.filterChains.buf...)
-	out = append(out, w.filterRules.buf...)
-	out = append(out, "COMMIT\n*nat\n"...)
-	out = append(out, w.natChains.buf...)
-	out = append(out, w.natRules.buf...)
-	out = append(out, "COMMIT\n"...)
-	return out
+	out = append(out, filterStart...)
+	out = append(out, h.filterChains.buf...)
+	out = append(out, t.filterChains.buf...)
+	out = append(out, h.filterRules.buf...)
+	for _, rec := range recs {
+		out = append(out, rec.filter...)
+	}
+	out = append(out, t.filterRules.buf...)
+	out = append(out, natStart...)
+	out = append(out, h.natChains.buf...)
+	for i, rec := range recs {
+		if written[i] {
+			out = append(out, rec.ownChains...)
+		}
+	}
+	out = append(out, t.natChains.buf...)
+	out = append(out, h.natRules.buf...)
+	for i, rec := range recs {
+		out = append(out, rec.natTop...)
+		if written[i] {
+			out = append(out, rec.ownRules...)
+		}
+	}
+	out = append(out, t.natRules.buf...)
+	return append(out, end...)
 }
 
-// quoted is a comment with spaces, quoted as upstream writes it.
-func quoted(s string) string { return `"` + s + `"` }
-
-// port writes one ServicePort: its filter rules and its rules in the
-// top-level nat chains to the writer, and its own chains to chains/rules
-// (which the caller may leave out of a partial sync). It returns the names
-// of its own chains.
-func (w *iptablesWriter) port(p *PortState, chains, rules *lines) []string {
-	name := p.Name.String()
-	proto := strings.ToLower(string(p.Name.Protocol))
-	names := ChainsFor(p.Name)
-	port := strconv.Itoa(p.Port)
-	c := &p.Categorized
-
-	pol := policyOf(p)
-	usesClusterChain, usesLocalChain := pol.UsesClusterChain, pol.UsesLocalChain
-	hasInternal, hasExternal, usesExternalChain := pol.HasInternal, pol.HasExternal, pol.UsesExternalChain
-	internalChain, externalPolicyChain := names.Cluster, names.Cluster
-	if pol.InternalLocal {
-		internalChain = names.Local
-	}
-	if pol.ExternalLocal {
-		externalPolicyChain = names.Local
-	}
-	lbChain := names.External
-	usesFWChain := c.HasAny && pol.HasSourceRanges
-	if usesFWChain {
-		lbChain = names.Firewall
-	}
-
-	var internalTarget, internalComment, externalTarget, externalComment string
-	if !c.HasAny {
-		internalTarget, externalTarget = "REJECT", "REJECT"
-		internalComment = quoted(name + " has no endpoints")
-		externalComment = internalComment
-	} else {
-		if !hasInternal {
-			internalTarget, internalComment = "DROP", quoted(name+" has no local endpoints")
-		}
-		if !hasExternal {
-			externalTarget, externalComment = "DROP", quoted(name+" has no local endpoints")
-		}
-	}
-
-	clusterIP := p.ClusterIP.String()
-	if hasInternal {
-		w.natRules.write("-A", chainServices, "-m", "comment", "--comment", quoted(name+" cluster IP"),
-			"-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "-j", internalChain)
-	} else {
-		w.filterRules.write("-A", chainServices, "-m", "comment", "--comment", internalComment,
-			"-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "-j", internalTarget)
-	}
-	for _, ip := range p.ExternalIPs {
-		if c.HasAny {
-			w.natRules.write("-A", chainServices, "-m", "comment", "--comment", quoted(name+" external IP"),
-				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", names.External)
-		}
-		if !hasExternal {
-			w.filterRules.write("-A", chainExternalServices, "-m", "comment", "--comment", externalComment,
-				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", externalTarget)
-		}
-	}
-	for _, ip := range p.LoadBalancerVIPs {
-		if c.HasAny {
-			w.natRules.write("-A", chainServices, "-m", "comment", "--comment", quoted(name+" loadbalancer IP"),
-				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", lbChain)
-		}
-		if usesFWChain {
-			w.filterRules.write("-A", chainProxyFirewall, "-m", "comment", "--comment", quoted(name+" traffic not accepted by "+names.Firewall),
-				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", "DROP")
-		}
-	}
-	if !hasExternal {
-		for _, ip := range p.LoadBalancerVIPs {
-			w.filterRules.write("-A", chainExternalServices, "-m", "comment", "--comment", externalComment,
-				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", externalTarget)
-		}
-	}
-	if p.NodePort != 0 {
-		nodePort := strconv.Itoa(p.NodePort)
-		if c.HasAny {
-			// Upstream adds a 127.0.0.0/8 variant only when its nfacct
-			// counter exists, which changes no verdict; it is left out.
-			w.natRules.write("-A", chainNodePorts, "-m", "comment", "--comment", name,
-				"-m", proto, "-p", proto, "--dport", nodePort, "-j", names.External)
-		}
-		if !hasExternal {
-			w.filterRules.write("-A", chainExternalServices, "-m", "comment", "--comment", externalComment,
-				"-m", "addrtype", "--dst-type", "LOCAL", "-m", proto, "-p", proto, "--dport", nodePort, "-j", externalTarget)
-		}
-	}
-	if p.HealthCheckNodePort != 0 {
-		w.filterRules.write("-A", chainNodePorts, "-m", "comment", "--comment", quoted(name+" health check node port"),
-			"-m", "tcp", "-p", "tcp", "--dport", strconv.Itoa(p.HealthCheckNodePort), "-j", "ACCEPT")
-	}
-
-	// From here on: the ServicePort's own chains.
-	w.own = ownMark{len(chains.buf), len(rules.buf), chains.n, rules.n}
-	var own []string
-	if hasInternal {
-		args := []string{"-A", internalChain, "-m", "comment", "--comment", quoted(name + " cluster IP"),
-			"-m", proto, "-p", proto, "-d", clusterIP, "--dport", port}
-		if w.cfg.MasqueradeAll {
-			rules.write(append(args, "-j", chainMarkMasq)...)
-		} else if w.cfg.ClusterCIDR.IsValid() {
-			// Off-cluster traffic to a ClusterIP may bounce off-node: SNAT it.
-			rules.write(append(args, "!", "-s", w.cfg.ClusterCIDR.String(), "-j", chainMarkMasq)...)
-		}
-	}
-	if usesExternalChain {
-		chains.chain(names.External)
-		own = append(own, names.External)
-		if !p.ExternalPolicyLocal {
-			rules.write("-A", names.External, "-m", "comment", "--comment", quoted("masquerade traffic for "+name+" external destinations"), "-j", chainMarkMasq)
-		} else {
-			if w.cfg.ClusterCIDR.IsValid() {
-				// Pods reaching an external destination skip the policy,
-				// as if they went out to the load balancer and back.
-				rules.write("-A", names.External, "-m", "comment", "--comment", quoted("pod traffic for "+name+" external destinations"),
-					"-s", w.cfg.ClusterCIDR.String(), "-j", names.Cluster)
-			}
-			rules.write("-A", names.External, "-m", "comment", "--comment", quoted("masquerade LOCAL traffic for "+name+" external destinations"),
-				"-m", "addrtype", "--src-type", "LOCAL", "-j", chainMarkMasq)
-			rules.write("-A", names.External, "-m", "comment", "--comment", quoted("route LOCAL traffic for "+name+" external destinations"),
-				"-m", "addrtype", "--src-type", "LOCAL", "-j", names.Cluster)
-		}
-		if hasExternal {
-			rules.write("-A", names.External, "-j", externalPolicyChain)
-		}
-	}
-	if usesFWChain {
-		chains.chain(names.Firewall)
-		own = append(own, names.Firewall)
-		comment := quoted(name + " loadbalancer IP")
-		for _, cidr := range p.SourceRanges {
-			rules.write("-A", names.Firewall, "-m", "comment", "--comment", comment, "-s", cidr.String(), "-j", names.External)
-		}
-		if sourceRangesAdmitNode(p.ServicePort, w.cfg.NodeIP) {
-			// A node reaching a VIP-like LB IP it holds loops back with the
-			// VIP as its source.
-			for _, ip := range p.LoadBalancerVIPs {
-				rules.write("-A", names.Firewall, "-m", "comment", "--comment", comment, "-s", ip.String(), "-j", names.External)
-			}
-		}
-		rules.write("-A", names.Firewall, "-m", "comment", "--comment", quoted("other traffic to "+name+" will be dropped by KUBE-PROXY-FIREWALL"))
-	}
-	if usesClusterChain {
-		chains.chain(names.Cluster)
-		own = append(own, names.Cluster)
-		w.endpointJumps(rules, p, names.Cluster, c.Cluster)
-	}
-	if usesLocalChain {
-		chains.chain(names.Local)
-		own = append(own, names.Local)
-		w.endpointJumps(rules, p, names.Local, c.Local)
-	}
-	for _, ep := range c.Reachable {
-		sep := w.sepChain(p, ep)
-		chains.chain(sep)
-		own = append(own, sep)
-		// Traffic that loops back to its own pod needs SNAT.
-		w.sepPrefix(rules, sep, name)
-		rules.more("-s", ep.Addr.Addr().String(), "-j", chainMarkMasq)
-		rules.end()
-		w.sepPrefix(rules, sep, name)
-		if p.ClientIPAffinity {
-			rules.more("-m", "recent", "--name", sep, "--set")
-		}
-		rules.more("-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", ep.String())
-		rules.end()
-	}
-	return own
-}
-
-func (w *iptablesWriter) sepPrefix(rules *lines, sep, name string) {
-	rules.start("-A", sep)
-	if !w.largeCluster {
-		rules.more("-m", "comment", "--comment", name)
-	}
-}
-
-// sepChain is the endpoint's KUBE-SEP chain, hashed once per Endpoint.
-func (w *iptablesWriter) sepChain(p *PortState, ep *Endpoint) string {
-	if ep.sepChain == "" {
-		ep.sepChain = EndpointChain(p.Name, ep)
-	}
-	return ep.sepChain
-}
-
-// endpointJumps writes a SVC/SVL chain: affinity checks first, then one
-// jump per endpoint with probability 1/(endpoints left).
-func (w *iptablesWriter) endpointJumps(rules *lines, p *PortState, chain string, eps []*Endpoint) {
-	name := p.Name.String()
-	if p.ClientIPAffinity {
-		seconds := strconv.Itoa(p.StickyMaxAgeSeconds)
-		for _, ep := range eps {
-			sep := w.sepChain(p, ep)
-			w.jumpPrefix(rules, chain, name, ep)
-			rules.more("-m", "recent", "--name", sep, "--rcheck", "--seconds", seconds, "--reap", "-j", sep)
-			rules.end()
-		}
-	}
-	for i, ep := range eps {
-		w.jumpPrefix(rules, chain, name, ep)
-		if i < len(eps)-1 {
-			rules.more("-m", "statistic", "--mode", "random", "--probability", probability(len(eps)-i))
-		}
-		rules.more("-j", w.sepChain(p, ep))
-		rules.end()
-	}
-}
-
-func (w *iptablesWriter) jumpPrefix(rules *lines, chain, name string, ep *Endpoint) {
-	rules.start("-A", chain)
-	if !w.largeCluster {
-		rules.more("-m", "comment", "--comment")
-		rules.quoted(name, " -> ", ep.String())
-	}
-}
-
-// probability is upstream's computeProbability: 1/n with ten decimals.
-func probability(n int) string {
-	if n < len(probabilities) {
-		return probabilities[n]
-	}
-	return strconv.FormatFloat(1.0/float64(n), 'f', 10, 64)
-}
-
-// probabilities holds the common values, as upstream precomputes them.
-var probabilities = func() []string {
-	p := make([]string, 64)
-	for n := 1; n < len(p); n++ {
-		p[n] = strconv.FormatFloat(1.0/float64(n), 'f', 10, 64)
-	}
-	return p
-}()

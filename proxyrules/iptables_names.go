@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // kube-proxy's chain names (pkg/proxy/iptables/proxier.go).
@@ -37,18 +39,54 @@ type IPTablesChains struct {
 
 // ChainsFor returns the chain names of a ServicePort.
 func ChainsFor(name ServicePortName) IPTablesChains {
-	h := portProtoHash(name.String(), strings.ToLower(string(name.Protocol)))
-	return IPTablesChains{Cluster: prefixSVC + h, Local: prefixSVL + h, External: prefixEXT + h, Firewall: prefixFW + h}
+	return chainsFor(name.String(), protocolWord(name.Protocol))
+}
+
+// chainsFor builds the four names in one string (one allocation).
+func chainsFor(portName, proto string) IPTablesChains {
+	var buf [96]byte
+	b := buf[:0]
+	for _, prefix := range []string{prefixSVC, prefixSVL, prefixEXT, prefixFW} {
+		b = append(b, prefix...)
+		b = appendChainHash(b, portName, proto, "")
+	}
+	all := string(b)
+	svc, svl, ext := len(prefixSVC)+16, len(prefixSVL)+16, len(prefixEXT)+16
+	return IPTablesChains{Cluster: all[:svc], Local: all[svc : svc+svl], External: all[svc+svl : svc+svl+ext], Firewall: all[svc+svl+ext:]}
 }
 
 // EndpointChain returns the KUBE-SEP- chain of an endpoint of a ServicePort.
 func EndpointChain(name ServicePortName, ep *Endpoint) string {
-	return prefixSEP + portProtoHash(name.String(), strings.ToLower(string(name.Protocol))+ep.String())
+	return endpointChain(name.String(), protocolWord(name.Protocol), ep)
 }
 
-func portProtoHash(portName, suffix string) string {
-	h := sha256.Sum256([]byte(portName + suffix))
-	return base32.StdEncoding.EncodeToString(h[:])[:16]
+func endpointChain(portName, proto string, ep *Endpoint) string {
+	var buf [32]byte
+	return string(appendChainHash(append(buf[:0], prefixSEP...), portName, proto, ep.String()))
+}
+
+// appendChainHash appends kube-proxy's portProtoHash of a+b+c: the first 16
+// characters of base32(sha256), which encode exactly its first 10 bytes.
+func appendChainHash(dst []byte, a, b, c string) []byte {
+	var in [160]byte
+	s := append(append(append(in[:0], a...), b...), c...)
+	sum := sha256.Sum256(s)
+	var out [16]byte
+	base32.StdEncoding.Encode(out[:], sum[:10])
+	return append(dst, out[:]...)
+}
+
+// protocolWord is the protocol as iptables writes it: lower case.
+func protocolWord(p corev1.Protocol) string {
+	switch p {
+	case corev1.ProtocolTCP:
+		return "tcp"
+	case corev1.ProtocolUDP:
+		return "udp"
+	case corev1.ProtocolSCTP:
+		return "sctp"
+	}
+	return strings.ToLower(string(p))
 }
 
 // isServiceChain reports whether a nat chain is a per-ServicePort chain

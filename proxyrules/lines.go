@@ -1,26 +1,25 @@
 package proxyrules
 
+import (
+	"net/netip"
+	"strconv"
+)
+
 // lines is an iptables-restore line buffer: each write is one line of
-// space-separated words, like kube-proxy's LineBuffer.
+// space-separated words, like kube-proxy's LineBuffer. Numbers and
+// addresses are appended in place, so writing a rule allocates nothing.
 type lines struct {
 	buf []byte
-	n   int
 }
 
 func (l *lines) write(words ...string) {
-	for i, w := range words {
-		if i > 0 {
-			l.buf = append(l.buf, ' ')
-		}
-		l.buf = append(l.buf, w...)
-	}
-	l.buf = append(l.buf, '\n')
-	l.n++
+	l.start(words...)
+	l.end()
 }
 
 // Lines built in parts, without building an argument slice: start writes
-// the first words, more appends words, quoted appends one word in double
-// quotes made of parts, end closes the line.
+// the first words, more appends words, the typed methods append one word,
+// end closes the line.
 func (l *lines) start(words ...string) {
 	for i, w := range words {
 		if i > 0 {
@@ -37,6 +36,7 @@ func (l *lines) more(words ...string) {
 	}
 }
 
+// quoted appends one word in double quotes, made of parts.
 func (l *lines) quoted(parts ...string) {
 	l.buf = append(l.buf, ' ', '"')
 	for _, p := range parts {
@@ -45,10 +45,29 @@ func (l *lines) quoted(parts ...string) {
 	l.buf = append(l.buf, '"')
 }
 
-func (l *lines) end() {
-	l.buf = append(l.buf, '\n')
-	l.n++
+func (l *lines) addr(a netip.Addr) {
+	l.buf = append(l.buf, ' ')
+	l.buf = a.AppendTo(l.buf)
 }
 
+func (l *lines) prefix(p netip.Prefix) {
+	l.buf = append(l.buf, ' ')
+	l.buf = p.AppendTo(l.buf)
+}
+
+func (l *lines) int(n int) {
+	l.buf = append(l.buf, ' ')
+	l.buf = strconv.AppendInt(l.buf, int64(n), 10)
+}
+
+// raw appends s as it is (with no space before it).
+func (l *lines) raw(s string) { l.buf = append(l.buf, s...) }
+
+func (l *lines) end() { l.buf = append(l.buf, '\n') }
+
 // chain declares (and, under --noflush, flushes) a chain.
-func (l *lines) chain(name string) { l.write(":" + name + " - [0:0]") }
+func (l *lines) chain(name string) {
+	l.buf = append(l.buf, ':')
+	l.buf = append(l.buf, name...)
+	l.buf = append(l.buf, " - [0:0]\n"...)
+}

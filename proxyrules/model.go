@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -36,24 +38,45 @@ func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discover
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	bySvc := map[serviceKey][]*discoveryv1.EndpointSlice{}
+	bySvc := make(map[serviceKey][]*discoveryv1.EndpointSlice, len(services))
 	for _, es := range endpointSlices {
 		if es != nil {
 			k := sliceService(es)
 			bySvc[k] = append(bySvc[k], es)
 		}
 	}
+	built := make([]builtService, len(services))
+	buildAll := func(from, to int) {
+		for i := from; i < to; i++ {
+			if svc := services[i]; svc != nil {
+				built[i].ports, built[i].err = buildService(&cfg, svc, bySvc[serviceKey{svc.Namespace, svc.Name}])
+			}
+		}
+	}
+	// Services are independent: build them on every core there is.
+	const minServicesPerWorker = 512
+	workers := min(runtime.GOMAXPROCS(0), len(services)/minServicesPerWorker)
+	if workers <= 1 {
+		buildAll(0, len(services))
+	} else {
+		var wg sync.WaitGroup
+		for k := range workers {
+			wg.Go(func() { buildAll(k*len(services)/workers, (k+1)*len(services)/workers) })
+		}
+		wg.Wait()
+	}
 	var errs []error
 	m := &Model{Config: cfg}
-	for _, svc := range services {
-		if svc == nil {
-			continue
+	n := 0
+	for _, b := range built {
+		n += len(b.ports)
+	}
+	m.Ports = make([]*PortState, 0, n)
+	for _, b := range built {
+		if b.err != nil {
+			errs = append(errs, b.err)
 		}
-		ports, err := buildService(&cfg, svc, bySvc[serviceKey{svc.Namespace, svc.Name}])
-		if err != nil {
-			errs = append(errs, err)
-		}
-		m.Ports = append(m.Ports, ports...)
+		m.Ports = append(m.Ports, b.ports...)
 	}
 	var dupErrs []error
 	m.Ports, dupErrs = sortPorts(m.Ports)
@@ -105,8 +128,10 @@ func buildService(cfg *Config, svc *corev1.Service, endpointSlices []*discoveryv
 		errs = append(errs, fmt.Errorf("proxyrules: %w", err))
 	}
 	ports := make([]*PortState, len(sps))
+	states := make([]PortState, len(sps))
 	for i, sp := range sps {
-		p := &PortState{ServicePort: sp, Endpoints: eps[sp.Name]}
+		p := &states[i]
+		p.ServicePort, p.Endpoints = sp, eps.get(sp.Name)
 		p.Categorized = Categorize(p.ServicePort, p.Endpoints, cfg.NodeName, cfg.Zone)
 		ports[i] = p
 	}

@@ -128,12 +128,21 @@ func availableForTopology(e *Endpoint, mode int, nodeName, zone string) bool {
 	return true
 }
 
+// filter returns the endpoints keep accepts; when it accepts them all,
+// endpoints itself (capped, so appending to it cannot write into it).
 func filter(endpoints []*Endpoint, keep func(*Endpoint) bool) []*Endpoint {
-	out := make([]*Endpoint, 0, len(endpoints))
-	for _, e := range endpoints {
+	for i, e := range endpoints {
 		if keep(e) {
-			out = append(out, e)
+			continue
 		}
+		out := make([]*Endpoint, i, len(endpoints)-1)
+		copy(out, endpoints[:i])
+		for _, e := range endpoints[i+1:] {
+			if keep(e) {
+				out = append(out, e)
+			}
+		}
+		return out
 	}
-	return out
+	return endpoints[:len(endpoints):len(endpoints)]
 }
