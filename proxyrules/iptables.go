@@ -368,4 +368,3 @@ func assemble(h, t *section, recs []*appliedPort, written []bool) []byte {
 	out = append(out, t.natRules.buf...)
 	return append(out, end...)
 }
-
