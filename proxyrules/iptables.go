@@ -22,7 +22,10 @@ const largeClusterEndpoints = 1000
 // content changed; chains no longer used are deleted. The zero value is
 // ready to use and starts with a full sync.
 type IPTables struct {
-	applied  map[ServicePortName]*appliedPort
+	applied map[ServicePortName]*appliedPort
+	// byState finds the committed record of a port by its PortState, which
+	// is quicker than by name and tells at once that it did not change.
+	byState  map[*PortState]*appliedPort
 	hashSeed maphash.Seed
 	settings generationSettings
 	// adopted are service chains found in the kernel that no applied sync
@@ -74,18 +77,27 @@ type generationSettings struct {
 // partial sync is then computed against the last committed state and so
 // writes again everything the failed payload carried.
 func (s *IPTablesSync) Commit() {
-	if s.g.applied == nil {
-		s.g.applied = make(map[ServicePortName]*appliedPort, len(s.changed))
+	g := s.g
+	if g.applied == nil {
+		g.applied = make(map[ServicePortName]*appliedPort, len(s.changed))
+		g.byState = make(map[*PortState]*appliedPort, len(s.changed))
 	}
 	for name, rec := range s.changed {
-		s.g.applied[name] = rec
+		if old := g.applied[name]; old != nil {
+			delete(g.byState, old.state)
+		}
+		g.applied[name] = rec
+		g.byState[rec.state] = rec
 	}
 	for _, name := range s.removed {
-		delete(s.g.applied, name)
+		if old := g.applied[name]; old != nil {
+			delete(g.byState, old.state)
+		}
+		delete(g.applied, name)
 	}
-	s.g.settings = s.settings
+	g.settings = s.settings
 	if s.Full {
-		s.g.adopted = nil
+		g.adopted = nil
 	}
 }
 
@@ -112,16 +124,19 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	// Ports unchanged since the committed sync keep their records; the
 	// others are written anew.
 	recs := make([]*appliedPort, len(m.Ports))
+	prevs := make([]*appliedPort, len(m.Ports)) // the committed record of each port's name
 	var todo []int
 	known := 0 // ports of m that the committed state has
 	for i, p := range m.Ports {
-		prev, had := g.applied[p.Name]
-		if had {
-			known++
+		if reuse {
+			if rec := g.byState[p]; rec != nil {
+				recs[i], prevs[i] = rec, rec
+				known++
+				continue
+			}
 		}
-		if reuse && had && prev.state == p {
-			recs[i] = prev
-			continue
+		if prevs[i] = g.applied[p.Name]; prevs[i] != nil {
+			known++
 		}
 		todo = append(todo, i)
 	}
@@ -133,18 +148,17 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	written := make([]bool, len(m.Ports))
 	var stale []string
 	for i, p := range m.Ports {
-		rec := recs[i]
-		prev, had := g.applied[p.Name]
-		if had && prev == rec {
+		rec, prev := recs[i], prevs[i]
+		if prev == rec {
 			written[i] = full
 		} else {
-			if !full && had && prev.sum == rec.sum {
+			if !full && prev != nil && prev.sum == rec.sum {
 				rec.ownChains, rec.ownRules = prev.ownChains, prev.ownRules
 			} else {
 				written[i] = true
 			}
 			s.changed[p.Name] = rec
-			if had {
+			if prev != nil {
 				stale = appendMissing(stale, prev.chains, rec.chains)
 			}
 		}

@@ -45,7 +45,7 @@ func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discover
 			bySvc[k] = append(bySvc[k], es)
 		}
 	}
-	built := make([]builtService, len(services))
+	built := make([]trackedService, len(services))
 	buildAll := func(from, to int) {
 		for i := from; i < to; i++ {
 			if svc := services[i]; svc != nil {

@@ -18,15 +18,18 @@ import (
 // handlers; it is not safe for concurrent use.
 type Tracker struct {
 	cfg      Config
-	services map[serviceKey]*corev1.Service
+	services map[serviceKey]*trackedService
 	slices   map[serviceKey]map[string]*discoveryv1.EndpointSlice
 	owner    map[serviceKey]serviceKey // slice (namespace, name) -> its Service
-	built    map[serviceKey]builtService
 	dirty    map[serviceKey]bool
-	order    []serviceKey // the Services, sorted
+	order    []*trackedService // the Services, sorted
+	nPorts   int               // ports in the last Model
 }
 
-type builtService struct {
+// trackedService is a Service and what was last built from it.
+type trackedService struct {
+	key   serviceKey
+	svc   *corev1.Service
 	ports []*PortState
 	err   error
 }
@@ -38,10 +41,9 @@ func NewTracker(cfg Config) (*Tracker, error) {
 	}
 	return &Tracker{
 		cfg:      cfg,
-		services: map[serviceKey]*corev1.Service{},
+		services: map[serviceKey]*trackedService{},
 		slices:   map[serviceKey]map[string]*discoveryv1.EndpointSlice{},
 		owner:    map[serviceKey]serviceKey{},
-		built:    map[serviceKey]builtService{},
 		dirty:    map[serviceKey]bool{},
 	}, nil
 }
@@ -49,11 +51,14 @@ func NewTracker(cfg Config) (*Tracker, error) {
 // SetService records a Service, new or updated.
 func (t *Tracker) SetService(svc *corev1.Service) {
 	k := serviceKey{svc.Namespace, svc.Name}
-	if _, ok := t.services[k]; !ok {
-		i, _ := slices.BinarySearchFunc(t.order, k, compareKeys)
-		t.order = slices.Insert(t.order, i, k)
+	ts, ok := t.services[k]
+	if !ok {
+		ts = &trackedService{key: k}
+		t.services[k] = ts
+		i, _ := slices.BinarySearchFunc(t.order, k, compareTracked)
+		t.order = slices.Insert(t.order, i, ts)
 	}
-	t.services[k] = svc
+	ts.svc = svc
 	t.dirty[k] = true
 }
 
@@ -64,10 +69,10 @@ func (t *Tracker) DeleteService(namespace, name string) {
 		return
 	}
 	delete(t.services, k)
-	if i, found := slices.BinarySearchFunc(t.order, k, compareKeys); found {
+	if i, found := slices.BinarySearchFunc(t.order, k, compareTracked); found {
 		t.order = slices.Delete(t.order, i, i+1)
 	}
-	t.dirty[k] = true
+	delete(t.dirty, k)
 }
 
 // SetEndpointSlice records an EndpointSlice, new or updated (even one that
@@ -102,30 +107,30 @@ func (t *Tracker) DeleteEndpointSlice(namespace, name string) {
 // the errors of every Service's input (as NewModel reports them).
 func (t *Tracker) Model() (*Model, error) {
 	for k := range t.dirty {
-		svc, ok := t.services[k]
+		ts, ok := t.services[k]
 		if !ok {
-			delete(t.built, k)
-			continue
+			continue // slices of a Service not seen (yet)
 		}
 		var list []*discoveryv1.EndpointSlice
 		for _, es := range t.slices[k] {
 			list = append(list, es)
 		}
-		ports, err := buildService(&t.cfg, svc, list)
-		t.built[k] = builtService{ports: ports, err: err}
+		ts.ports, ts.err = buildService(&t.cfg, ts.svc, list)
 	}
 	clear(t.dirty)
-	m := &Model{Config: t.cfg}
+	m := &Model{Config: t.cfg, Ports: make([]*PortState, 0, t.nPorts)}
 	var errs []error
-	for _, k := range t.order {
-		b := t.built[k]
-		m.Ports = append(m.Ports, b.ports...)
-		if b.err != nil {
-			errs = append(errs, b.err)
+	for _, ts := range t.order {
+		m.Ports = append(m.Ports, ts.ports...)
+		if ts.err != nil {
+			errs = append(errs, ts.err)
 		}
 	}
+	t.nPorts = len(m.Ports)
 	return m, errors.Join(errs...)
 }
+
+func compareTracked(ts *trackedService, k serviceKey) int { return compareKeys(ts.key, k) }
 
 func compareKeys(a, b serviceKey) int {
 	return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
