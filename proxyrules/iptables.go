@@ -235,21 +235,25 @@ func writePortRange(m *Model, settings generationSettings, seed maphash.Seed, re
 }
 
 // reserve sizes the writer's buffers for the ports todo indexes, so that
-// they are allocated once instead of grown (and copied) many times; the
-// sizes are a little above what kube-proxy's rules take.
+// they are allocated once instead of grown (and copied) many times: a
+// little above what kube-proxy's rules take (about 120 bytes and a name per
+// rule, 36 per chain; in a large cluster 265 per endpoint).
 func (w *portWriter) reserve(m *Model, todo []int) {
 	var top, chains, rules int
 	for _, i := range todo {
 		p := m.Ports[i]
-		nameLen := len(p.Name.Namespace) + len(p.Name.Name) + len(p.Name.Port) + 2
-		perRule := 100 + nameLen
-		top += perRule * (2 + len(p.ExternalIPs) + len(p.LoadBalancerVIPs))
-		chains += 40 * (4 + len(p.Reachable))
-		perEndpoint := 4 * perRule
-		if w.largeCluster {
-			perEndpoint = 260
+		perRule := 120 + len(p.Name.Namespace) + len(p.Name.Name) + len(p.Name.Port)
+		destinations := 1 + len(p.ExternalIPs) + len(p.LoadBalancerVIPs)
+		if p.NodePort != 0 {
+			destinations++
 		}
-		rules += 6*perRule + perEndpoint*len(p.Reachable)
+		top += perRule * destinations
+		chains += 36 * (3 + len(p.Reachable))
+		perEndpoint := 265
+		if !w.largeCluster {
+			perEndpoint += 3 * perRule
+		}
+		rules += perRule*destinations + perEndpoint*len(p.Reachable)
 	}
 	w.natTop.buf = make([]byte, 0, top)
 	w.ownChains.buf = make([]byte, 0, chains)
