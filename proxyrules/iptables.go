@@ -60,7 +60,7 @@ type IPTablesSync struct {
 	g *IPTables
 	// changed and removed are what this sync changes in the generator's
 	// record of the kernel (copy on write: only Commit applies them).
-	changed  map[ServicePortName]*appliedPort
+	changed  []*appliedPort
 	removed  []ServicePortName
 	settings generationSettings
 }
@@ -82,7 +82,8 @@ func (s *IPTablesSync) Commit() {
 		g.applied = make(map[ServicePortName]*appliedPort, len(s.changed))
 		g.byState = make(map[*PortState]*appliedPort, len(s.changed))
 	}
-	for name, rec := range s.changed {
+	for _, rec := range s.changed {
+		name := rec.state.Name
 		if old := g.applied[name]; old != nil {
 			delete(g.byState, old.state)
 		}
@@ -141,7 +142,10 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 		todo = append(todo, i)
 	}
 	writePorts(m, settings, g.seed(), recs, todo)
-	s.changed = make(map[ServicePortName]*appliedPort, len(todo))
+	s.changed = make([]*appliedPort, 0, len(todo))
+	if full {
+		s.Written = make([]ServicePortName, 0, len(m.Ports))
+	}
 
 	// Which ports' own chains go into the payload: all on a full sync,
 	// else those whose chains differ from the committed ones.
@@ -157,7 +161,7 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 			} else {
 				written[i] = true
 			}
-			s.changed[p.Name] = rec
+			s.changed = append(s.changed, rec)
 			if prev != nil {
 				stale = appendMissing(stale, prev.chains, rec.chains)
 			}

@@ -65,18 +65,28 @@ func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discover
 		}
 		wg.Wait()
 	}
-	var errs []error
-	m := &Model{Config: cfg}
+	// Ports in name order: Services in key order, each with its ports
+	// (already sorted); sortPorts then has little left to do.
+	order := make([]int, 0, len(services))
 	n := 0
-	for _, b := range built {
-		n += len(b.ports)
+	for i, b := range built {
+		if services[i] != nil {
+			order = append(order, i)
+			n += len(b.ports)
+		}
 	}
-	m.Ports = make([]*PortState, 0, n)
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(services[a].Namespace, services[b].Namespace), cmp.Compare(services[a].Name, services[b].Name))
+	})
+	m := &Model{Config: cfg, Ports: make([]*PortState, 0, n)}
+	for _, i := range order {
+		m.Ports = append(m.Ports, built[i].ports...)
+	}
+	var errs []error
 	for _, b := range built {
 		if b.err != nil {
 			errs = append(errs, b.err)
 		}
-		m.Ports = append(m.Ports, b.ports...)
 	}
 	var dupErrs []error
 	m.Ports, dupErrs = sortPorts(m.Ports)
@@ -88,7 +98,10 @@ func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discover
 // ServicePortName do (a Service given twice, or two ports with one name,
 // which the apiserver would have refused); each such loss is reported.
 func sortPorts(ports []*PortState) ([]*PortState, []error) {
-	slices.SortStableFunc(ports, func(a, b *PortState) int { return comparePortNames(a.Name, b.Name) })
+	byName := func(a, b *PortState) int { return comparePortNames(a.Name, b.Name) }
+	if !slices.IsSortedFunc(ports, byName) {
+		slices.SortStableFunc(ports, byName)
+	}
 	var errs []error
 	out := ports[:0]
 	for _, p := range ports {
