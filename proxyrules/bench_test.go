@@ -1,13 +1,8 @@
 package proxyrules
 
 import (
-	"context"
 	"fmt"
 	"testing"
-
-	discoveryv1 "k8s.io/api/discovery/v1"
-
-	"github.com/kube-nodekit/nodekit/internal/testenv"
 )
 
 // BenchmarkNewModel measures turning Services and EndpointSlices into the
@@ -107,50 +102,5 @@ func BenchmarkIPTablesTrackerPartial(b *testing.B) {
 			size = len(s.Payload)
 		}
 		b.ReportMetric(float64(size), "payload-bytes")
-	})
-}
-
-// BenchmarkIPTablesKernel measures what a user waits for with the iptables
-// backend, end to end into a fresh network namespace: a full load of 1000
-// Services x 10 endpoints (33k rules; iptables-restore with the nf_tables
-// backend is the bottleneck, and 10000 Services take far too long to run
-// here, as for kube-proxy), then one-Service changes (Tracker, partial sync,
-// iptables-restore --noflush).
-func BenchmarkIPTablesKernel(b *testing.B) {
-	ns := testenv.NetNSes(b, "iptload")[0]
-	run := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-		return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
-	}
-	svcs, eps := cluster(1000, 10)
-	ctx := context.Background()
-	b.Run("services=1000/endpoints=10/full", func(b *testing.B) {
-		for b.Loop() {
-			m, _ := NewModel(DefaultConfig("node1"), svcs, eps)
-			a := &IPTablesApplier{Exec: run}
-			if _, err := a.Apply(ctx, m, true); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("services=1000/endpoints=10/changed=1", func(b *testing.B) {
-		tr, _ := NewTracker(DefaultConfig("node1"))
-		for i := range svcs {
-			tr.SetService(svcs[i])
-			tr.SetEndpointSlice(eps[i])
-		}
-		a := &IPTablesApplier{Exec: run}
-		m, _ := tr.Model()
-		if _, err := a.Apply(ctx, m, false); err != nil {
-			b.Fatal(err)
-		}
-		changed := eps[500].DeepCopy()
-		changed.Endpoints = changed.Endpoints[:9]
-		for i := 0; b.Loop(); i++ {
-			tr.SetEndpointSlice([]*discoveryv1.EndpointSlice{changed, eps[500]}[i%2])
-			m, _ := tr.Model()
-			if _, err := a.Apply(ctx, m, false); err != nil {
-				b.Fatal(err)
-			}
-		}
 	})
 }
