@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -213,55 +214,40 @@ func largeCluster(m *Model) bool {
 	return total > largeClusterEndpoints
 }
 
-// writePorts writes the records of the ports todo indexes, in parallel
-// when there are enough of them to pay for it.
+// writePorts writes the records of the ports todo indexes. Writers, as
+// many as GOMAXPROCS allows, take the ports a chunk at a time, so that one
+// that loses its CPU to another process holds the others up by a chunk at
+// most.
 func writePorts(m *Model, settings generationSettings, seed maphash.Seed, recs []*appliedPort, todo []int) {
-	const minPortsPerWorker = 256
-	workers := min(runtime.GOMAXPROCS(0), len(todo)/minPortsPerWorker)
-	if workers <= 1 {
-		writePortRange(m, settings, seed, recs, todo)
+	const chunk = 64
+	var total portSize
+	for _, i := range todo {
+		total.add(estimate(m.Ports[i], settings.largeCluster))
+	}
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(todo)/(4*chunk)))
+	block := total.block(workers)
+	var next atomic.Int64
+	work := func() {
+		w := &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, seed: seed, block: block}
+		for {
+			from := int(next.Add(chunk)) - chunk
+			if from >= len(todo) {
+				return
+			}
+			for _, i := range todo[from:min(from+chunk, len(todo))] {
+				recs[i] = w.port(m.Ports[i])
+			}
+		}
+	}
+	if workers == 1 {
+		work()
 		return
 	}
 	var wg sync.WaitGroup
-	for k := range workers {
-		part := todo[k*len(todo)/workers : (k+1)*len(todo)/workers]
-		wg.Go(func() { writePortRange(m, settings, seed, recs, part) })
+	for range workers {
+		wg.Go(work)
 	}
 	wg.Wait()
-}
-
-func writePortRange(m *Model, settings generationSettings, seed maphash.Seed, recs []*appliedPort, todo []int) {
-	w := &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, seed: seed}
-	w.reserve(m, todo)
-	for _, i := range todo {
-		recs[i] = w.port(m.Ports[i])
-	}
-}
-
-// reserve sizes the writer's buffers for the ports todo indexes, so that
-// they are allocated once instead of grown (and copied) many times: a
-// little above what kube-proxy's rules take (about 120 bytes and a name per
-// rule, 36 per chain; in a large cluster 265 per endpoint).
-func (w *portWriter) reserve(m *Model, todo []int) {
-	var top, chains, rules int
-	for _, i := range todo {
-		p := m.Ports[i]
-		perRule := 120 + len(p.Name.Namespace) + len(p.Name.Name) + len(p.Name.Port)
-		destinations := 1 + len(p.ExternalIPs) + len(p.LoadBalancerVIPs)
-		if p.NodePort != 0 {
-			destinations++
-		}
-		top += perRule * destinations
-		chains += 36 * (3 + len(p.Reachable))
-		perEndpoint := 265
-		if !w.largeCluster {
-			perEndpoint += 3 * perRule
-		}
-		rules += perRule*destinations + perEndpoint*len(p.Reachable)
-	}
-	w.natTop.buf = make([]byte, 0, top)
-	w.ownChains.buf = make([]byte, 0, chains)
-	w.ownRules.buf = make([]byte, 0, rules)
 }
 
 // appendMissing appends to dst the chains of old that are not in cur.

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -46,22 +47,30 @@ func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discover
 		}
 	}
 	built := make([]trackedService, len(services))
-	buildAll := func(from, to int) {
-		for i := from; i < to; i++ {
-			if svc := services[i]; svc != nil {
-				built[i].ports, built[i].err = buildService(&cfg, svc, bySvc[serviceKey{svc.Namespace, svc.Name}])
+	// Services are independent: build them on every core there is, a
+	// chunk at a time (see writePorts).
+	const chunk = 64
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(services)/(4*chunk)))
+	var next atomic.Int64
+	work := func() {
+		for {
+			from := int(next.Add(chunk)) - chunk
+			if from >= len(services) {
+				return
+			}
+			for i := from; i < min(from+chunk, len(services)); i++ {
+				if svc := services[i]; svc != nil {
+					built[i].ports, built[i].err = buildService(&cfg, svc, bySvc[serviceKey{svc.Namespace, svc.Name}])
+				}
 			}
 		}
 	}
-	// Services are independent: build them on every core there is.
-	const minServicesPerWorker = 512
-	workers := min(runtime.GOMAXPROCS(0), len(services)/minServicesPerWorker)
-	if workers <= 1 {
-		buildAll(0, len(services))
+	if workers == 1 {
+		work()
 	} else {
 		var wg sync.WaitGroup
-		for k := range workers {
-			wg.Go(func() { buildAll(k*len(services)/workers, (k+1)*len(services)/workers) })
+		for range workers {
+			wg.Go(work)
 		}
 		wg.Wait()
 	}
