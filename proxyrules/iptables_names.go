@@ -57,12 +57,8 @@ func chainsFor(portName, proto string) IPTablesChains {
 
 // EndpointChain returns the KUBE-SEP- chain of an endpoint of a ServicePort.
 func EndpointChain(name ServicePortName, ep *Endpoint) string {
-	return endpointChain(name.String(), protocolWord(name.Protocol), ep)
-}
-
-func endpointChain(portName, proto string, ep *Endpoint) string {
 	var buf [32]byte
-	return string(appendChainHash(append(buf[:0], prefixSEP...), portName, proto, ep.String()))
+	return string(appendChainHash(append(buf[:0], prefixSEP...), name.String(), protocolWord(name.Protocol), ep.String()))
 }
 
 // appendChainHash appends kube-proxy's portProtoHash of a+b+c: the first 16

@@ -249,6 +249,7 @@ func (w *portWriter) rules() []string {
 		rules.quoted("other traffic to ", name, " will be dropped by KUBE-PROXY-FIREWALL")
 		rules.end()
 	}
+	w.nameEndpoints(c.Reachable)
 	if pol.UsesClusterChain {
 		chains.chain(names.Cluster)
 		own = append(own, names.Cluster)
@@ -261,7 +262,7 @@ func (w *portWriter) rules() []string {
 	}
 	dnat := dnatWords(w.proto)
 	for _, ep := range c.Reachable {
-		sep := w.sepChain(ep)
+		sep := ep.sepChain
 		chains.chain(sep)
 		own = append(own, sep)
 		// Traffic that loops back to its own pod needs SNAT.
@@ -321,13 +322,28 @@ func (w *portWriter) sepPrefix(sep string) {
 	}
 }
 
-// sepChain is the endpoint's KUBE-SEP chain, hashed once per Endpoint (an
-// Endpoint belongs to one port, so one writer).
-func (w *portWriter) sepChain(ep *Endpoint) string {
-	if ep.sepChain == "" {
-		ep.sepChain = endpointChain(w.name, w.proto, ep)
+// nameEndpoints sets the KUBE-SEP chain of the endpoints that lack one,
+// all in one string. An Endpoint belongs to one port, so to one writer, and
+// keeps its name for the syncs that follow.
+func (w *portWriter) nameEndpoints(eps []*Endpoint) {
+	var buf []byte
+	for _, ep := range eps {
+		if ep.sepChain == "" {
+			if buf == nil {
+				buf = make([]byte, 0, len(eps)*(len(prefixSEP)+16))
+			}
+			buf = appendChainHash(append(buf, prefixSEP...), w.name, w.proto, ep.String())
+		}
 	}
-	return ep.sepChain
+	if buf == nil {
+		return
+	}
+	names := string(buf)
+	for _, ep := range eps {
+		if ep.sepChain == "" {
+			ep.sepChain, names = names[:len(prefixSEP)+16], names[len(prefixSEP)+16:]
+		}
+	}
 }
 
 // endpointJumps writes a SVC/SVL chain: affinity checks first, then one
@@ -336,7 +352,7 @@ func (w *portWriter) endpointJumps(chain string, eps []*Endpoint) {
 	rules := &w.ownRules
 	if w.p.ClientIPAffinity {
 		for _, ep := range eps {
-			sep := w.sepChain(ep)
+			sep := ep.sepChain
 			w.jumpPrefix(chain, ep)
 			rules.more("-m", "recent", "--name", sep, "--rcheck", "--seconds")
 			rules.int(w.p.StickyMaxAgeSeconds)
@@ -351,7 +367,7 @@ func (w *portWriter) endpointJumps(chain string, eps []*Endpoint) {
 			rules.raw(probability(len(eps) - i))
 		}
 		rules.raw(" -j ")
-		rules.raw(w.sepChain(ep))
+		rules.raw(ep.sepChain)
 		rules.end()
 	}
 }
