@@ -14,15 +14,34 @@ import (
 // reads from its EndpointSlice (pkg/proxy/endpointslicecache.go).
 type Endpoint struct {
 	Addr        netip.AddrPort
-	Local       bool // on this node
-	Ready       bool // conditions.ready, nil meaning true
-	Serving     bool // conditions.serving, nil meaning true
-	Terminating bool // conditions.terminating, nil meaning false
-	ZoneHints   []string
-	NodeHints   []string
+	Local       bool           // on this node
+	Ready       bool           // conditions.ready, nil meaning true
+	Serving     bool           // conditions.serving, nil meaning true
+	Terminating bool           // conditions.terminating, nil meaning false
+	Hints       *EndpointHints // nil when the endpoint has none
 
 	str      string // String(), computed once
 	sepChain string // the KUBE-SEP chain, computed once (an Endpoint belongs to one port)
+}
+
+// EndpointHints are an endpoint's topology hints (hints.forZones and
+// hints.forNodes): the zones and nodes that should send it traffic.
+type EndpointHints struct {
+	Zones, Nodes []string
+}
+
+func (e *Endpoint) zoneHints() []string {
+	if e.Hints == nil {
+		return nil
+	}
+	return e.Hints.Zones
+}
+
+func (e *Endpoint) nodeHints() []string {
+	if e.Hints == nil {
+		return nil
+	}
+	return e.Hints.Nodes
 }
 
 // String is "ip:port" ("[ip]:port" for IPv6), kube-proxy's endpoint string,
@@ -170,12 +189,13 @@ func fillEndpoint(ep *Endpoint, e *discoveryv1.Endpoint, port uint16, nodeName s
 	ep.Ready = e.Conditions.Ready == nil || *e.Conditions.Ready
 	ep.Serving = e.Conditions.Serving == nil || *e.Conditions.Serving
 	ep.Terminating = e.Conditions.Terminating != nil && *e.Conditions.Terminating
-	if e.Hints != nil {
+	if e.Hints != nil && (len(e.Hints.ForZones) > 0 || len(e.Hints.ForNodes) > 0) {
+		ep.Hints = &EndpointHints{}
 		for _, z := range e.Hints.ForZones {
-			ep.ZoneHints = append(ep.ZoneHints, z.Name)
+			ep.Hints.Zones = append(ep.Hints.Zones, z.Name)
 		}
 		for _, n := range e.Hints.ForNodes {
-			ep.NodeHints = append(ep.NodeHints, n.Name)
+			ep.Hints.Nodes = append(ep.Hints.Nodes, n.Name)
 		}
 	}
 	return nil

@@ -96,14 +96,14 @@ func topologyMode(endpoints []*Endpoint, nodeName, zone string) int {
 			continue
 		}
 		hasReady = true
-		if len(e.NodeHints) == 0 {
+		if len(e.nodeHints()) == 0 {
 			allNodeHints = false
-		} else if slices.Contains(e.NodeHints, nodeName) {
+		} else if slices.Contains(e.nodeHints(), nodeName) {
 			forNode = true
 		}
-		if len(e.ZoneHints) == 0 {
+		if len(e.zoneHints()) == 0 {
 			allZoneHints = false
-		} else if slices.Contains(e.ZoneHints, zone) {
+		} else if slices.Contains(e.zoneHints(), zone) {
 			forZone = true
 		}
 	}
@@ -121,9 +121,9 @@ func topologyMode(endpoints []*Endpoint, nodeName, zone string) int {
 func availableForTopology(e *Endpoint, mode int, nodeName, zone string) bool {
 	switch mode {
 	case topologySameNode:
-		return slices.Contains(e.NodeHints, nodeName)
+		return slices.Contains(e.nodeHints(), nodeName)
 	case topologySameZone:
-		return slices.Contains(e.ZoneHints, zone)
+		return slices.Contains(e.zoneHints(), zone)
 	}
 	return true
 }
