@@ -32,7 +32,7 @@ func TestNFTablesMatchesKubeProxy(t *testing.T) {
 		set := genServiceSet(r, 1+r.IntN(12))
 		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
 		up.fullSync(t, ns, set.services, set.slices)
-		var g proxyrules.NFTables
+		g := proxyrules.NFTables{Layout: proxyrules.NFTablesKubeProxy}
 		ours := runOurs(t, &g, nil, set.cfg, set.services, set.slices, true)
 		if diff := diffNFT(up.nft.Dump(), ours.Dump()); diff != "" {
 			t.Fatalf("seed %d (%d services, config %+v):\n%s", seed, len(set.services), set.cfg, diff)
@@ -45,14 +45,31 @@ func TestNFTablesMatchesKubeProxy(t *testing.T) {
 // each of kube-proxy's partial syncs and nodekit's the two tables are
 // still the same, stale chains (emptied, deleted a second later by both)
 // included.
+//
+// In nodekit's default layout (NFTablesEndpointMaps) a chain keeps its
+// endpoints' keys across changes, so the tables are compared with each
+// endpoint list folded back to kube-proxy's rule and sorted.
 func TestNFTablesPartialSyncsMatchKubeProxy(t *testing.T) {
+	for _, layout := range []proxyrules.NFTablesLayout{proxyrules.NFTablesKubeProxy, proxyrules.NFTablesEndpointMaps} {
+		t.Run(layout.String(), func(t *testing.T) { testNFTablesPartialSyncsMatchKubeProxy(t, layout) })
+	}
+}
+
+func testNFTablesPartialSyncsMatchKubeProxy(t *testing.T, layout proxyrules.NFTablesLayout) {
 	ns := testenv.NetNSes(t, "kubeproxy")[0]
-	for seed := range uint64(300) {
+	seeds := uint64(300)
+	upView, ourView := func(d string) string { return d }, func(d string) string { return d }
+	if layout == proxyrules.NFTablesEndpointMaps {
+		seeds = 150
+		upView = sortNumgenMaps
+		ourView = func(d string) string { return foldEndpointMaps(d, true) }
+	}
+	for seed := range seeds {
 		r := rand.New(rand.NewPCG(seed, 0xbeef))
 		set := genServiceSet(r, 2+r.IntN(10))
 		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
 		up.fullSync(t, ns, set.services, set.slices)
-		var g proxyrules.NFTables
+		g := proxyrules.NFTables{Layout: layout}
 		ours := runOurs(t, &g, nil, set.cfg, set.services, set.slices, true)
 		added := 0
 		for step := range 4 {
@@ -103,7 +120,7 @@ func TestNFTablesPartialSyncsMatchKubeProxy(t *testing.T) {
 			// Each deletes an emptied chain a second after it emptied it,
 			// timed by its own clock: which of them has done so already
 			// is not compared.
-			if diff := diffNFT(dropEmptyServiceChains(up.nft.Dump()), dropEmptyServiceChains(ours.Dump())); diff != "" {
+			if diff := diffNFT(dropEmptyServiceChains(upView(up.nft.Dump())), dropEmptyServiceChains(ourView(ours.Dump()))); diff != "" {
 				t.Fatalf("seed %d step %d:\n%s", seed, step, diff)
 			}
 		}
@@ -129,15 +146,15 @@ func TestNFTablesLargeClusterMatchesKubeProxy(t *testing.T) {
 	}
 	up := newUpstreamNFTProxier(t, ns, set.cfg, true)
 	up.fullSync(t, ns, set.services, set.slices)
-	ours := runOurs(t, &proxyrules.NFTables{}, nil, set.cfg, set.services, set.slices, true)
+	ours := runOurs(t, &proxyrules.NFTables{Layout: proxyrules.NFTablesKubeProxy}, nil, set.cfg, set.services, set.slices, true)
 	if diff := diffNFT(up.nft.Dump(), ours.Dump()); diff != "" {
 		t.Fatal(diff)
 	}
 }
 
-// TestNFTablesEndpointRulesMatchKubeProxy: with EndpointRules (one rule per
-// endpoint instead of a numgen map, nodekit's deliberate difference for
-// load time), the table is kube-proxy's once each run of per-endpoint
+// TestNFTablesEndpointRulesMatchKubeProxy: in the NFTablesEndpointRules
+// layout (one rule per endpoint instead of a numgen map, a deliberate
+// difference for load time), the table is kube-proxy's once each run of per-endpoint
 // rules is written back as the map rule it replaces.
 func TestNFTablesEndpointRulesMatchKubeProxy(t *testing.T) {
 	ns := testenv.NetNSes(t, "kubeproxy")[0]
@@ -146,7 +163,7 @@ func TestNFTablesEndpointRulesMatchKubeProxy(t *testing.T) {
 		set := genServiceSet(r, 1+r.IntN(12))
 		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
 		up.fullSync(t, ns, set.services, set.slices)
-		ours := runOurs(t, &proxyrules.NFTables{EndpointRules: true}, nil, set.cfg, set.services, set.slices, true)
+		ours := runOurs(t, &proxyrules.NFTables{Layout: proxyrules.NFTablesEndpointRules}, nil, set.cfg, set.services, set.slices, true)
 		if diff := diffNFT(up.nft.Dump(), foldEndpointRules(ours.Dump())); diff != "" {
 			t.Fatalf("seed %d:\n%s", seed, diff)
 		}
@@ -313,7 +330,7 @@ func TestNFTablesIPv6MatchesKubeProxy(t *testing.T) {
 		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
 		up.fullSync(t, ns, set.services, set.slices)
 		ours := knftables.NewFake(knftables.IPv6Family, proxyrules.NFTablesTable)
-		var g proxyrules.NFTables
+		g := proxyrules.NFTables{Layout: proxyrules.NFTablesKubeProxy}
 		m, _ := proxyrules.NewModel(set.cfg, set.services, set.slices)
 		s := g.Sync(m, true)
 		if err := ours.Run(context.Background(), s.Transaction()); err != nil {

@@ -23,14 +23,13 @@ type NFTables struct {
 	// (kube-proxy learns them from ServiceCIDR objects); traffic to an
 	// unallocated address in them is dropped. Empty: no such rule.
 	ServiceCIDRs []netip.Prefix
-	// EndpointRules selects endpoints with one rule per endpoint
-	// (`numgen random mod n 0`, like iptables' statistic rules) instead of
-	// kube-proxy's one rule with an anonymous numgen map per Service. The
-	// choice is the same uniform one; the difference is load time. The
-	// kernel names each anonymous set by scanning every set of the table,
-	// so kube-proxy's layout loads in time quadratic in the number of
-	// Services (about 14 s for 10,000 Services x 10 endpoints here,
-	// against 2.3 s with this option). See the package documentation.
+	// Layout is how per-ServicePort chains pick an endpoint; the zero value
+	// is NFTablesEndpointMaps, which differs from kube-proxy's layout
+	// (NFTablesKubeProxy) for load and change time and picks the same way.
+	// See NFTablesLayout.
+	Layout NFTablesLayout
+	// EndpointRules, with Layout left at its default, selects
+	// NFTablesEndpointRules (the option of earlier versions).
 	EndpointRules bool
 	// Clock dates stale chains, which are deleted one second after they
 	// were emptied (as kube-proxy does: kernels before 6.2 may still count
@@ -58,6 +57,8 @@ type nftState struct {
 	// elems holds, for each shared set and map, every key with the ports
 	// that want it; the first of them (in port order) gives its value.
 	elems [len(nftContainers)]map[string][]nftOwner
+	// slotNext is, per endpoint map, the first key not yet allocated.
+	slotNext [len(nftSlotProtocols) * nftEndpointMaps]uint32
 	// stale are chains emptied by a sync, with the time they became
 	// unused, waiting to be deleted.
 	stale map[string]time.Time
@@ -70,6 +71,7 @@ type nftPortRecord struct {
 	chains []string
 	sets   []string // affinity sets
 	elems  []nftElem
+	slots  [2]nftSlots // endpoint-maps layout: Cluster and Local chains
 	// ops are the port's own operations, which a full sync repeats
 	// without writing them again when the port did not change.
 	ops nftOps
@@ -180,7 +182,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	w := newNFTWriter(g, m)
 	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g, fresh: g.committed == nil && g.tableAbsent}
 	if full {
-		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, g.EndpointRules)))
+		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, w.layout)))
 	}
 	next := &nftState{config: cfgSum, ports: make(map[ServicePortName]*nftPortRecord, len(m.Ports)), stale: map[string]time.Time{}}
 	if prev == nil {
@@ -190,6 +192,14 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		}
 	}
 	next.elems = prev.elems // updated in place on Commit, through touched
+	next.slotNext = prev.slotNext
+	w.next = next
+	if full && slices.Max(next.slotNext[:]) > 1<<31 {
+		// Keys are never reused between full syncs; before they could
+		// wrap, a full sync allocates them afresh.
+		w.resetSlots = true
+		next.slotNext = [len(nftSlotProtocols) * nftEndpointMaps]uint32{}
+	}
 	for c := range s.touched {
 		s.touched[c] = map[string][]nftOwner{}
 	}
@@ -200,10 +210,24 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			// What the shared sets and maps hold is unknown: start them
 			// afresh, in the same transaction.
 			for _, c := range nftContainers {
-				if c.set {
+				switch {
+				case c.name == "":
+				case c.set:
 					s.ops.object(nftFlush, &knftables.Set{Name: c.name})
-				} else {
+				default:
 					s.ops.object(nftFlush, &knftables.Map{Name: c.name})
+				}
+			}
+		}
+		if w.layout == NFTablesEndpointMaps {
+			// tcp's maps first: the kernel finds a map by name walking
+			// the table's sets in the order they were created.
+			for proto := range nftSlotProtocols {
+				for shard := range nftEndpointMaps {
+					s.ops.object(nftAdd, w.endpointMap(uint8(proto), uint8(shard)))
+					if g.committed == nil {
+						s.ops.object(nftFlush, &knftables.Map{Name: nftEndpointMapName(uint8(proto), uint8(shard))})
+					}
 				}
 			}
 		}
@@ -215,14 +239,21 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		sum := g.portSum(p)
 		old := prev.ports[p.Name]
 		rec := old
-		if full && old != nil && old.sum == sum && prev.config == cfgSum {
+		if full && old != nil && old.sum == sum && prev.config == cfgSum && !w.resetSlots {
 			s.ops = append(s.ops, old.ops...)
 			s.Written = append(s.Written, p.Name)
 		} else if full || old == nil || old.sum != sum {
 			at := len(s.ops)
 			rec = w.port(p, old, &s.ops)
 			rec.sum = sum
-			rec.ops = s.ops[at:len(s.ops):len(s.ops)]
+			if !full && old != nil && slices.Equal(old.ops, s.ops[at:]) {
+				// Only elements changed (the endpoint-maps layout):
+				// the chains stay as they are.
+				s.ops = s.ops[:at]
+				rec.ops = old.ops
+			} else {
+				rec.ops = s.ops[at:len(s.ops):len(s.ops)]
+			}
 			s.Written = append(s.Written, p.Name)
 			if old == nil || !slices.Equal(old.elems, rec.elems) {
 				s.changeElems(prev, p.Name, old, rec)
@@ -316,14 +347,20 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 
 // estimateOps is about the number of operations of a full sync, so that
 // the first one is allocated once.
-func estimateOps(m *Model, endpointRules bool) int {
+func estimateOps(m *Model, layout NFTablesLayout) int {
 	n := 160
+	if layout == NFTablesEndpointMaps {
+		n += 2 * len(nftSlotProtocols) * nftEndpointMaps
+	}
 	for _, p := range m.Ports {
 		n += 8
 		if p.ExternallyAccessible() {
 			n += 6
 		}
-		if endpointRules || p.ClientIPAffinity {
+		switch {
+		case layout == NFTablesEndpointMaps && !p.ClientIPAffinity:
+			n += 2 * (len(p.Cluster) + len(p.Local))
+		case layout == NFTablesEndpointRules || p.ClientIPAffinity:
 			n += len(p.Cluster) + len(p.Local)
 			if p.ClientIPAffinity {
 				n += 5 * len(p.Reachable)
@@ -341,6 +378,14 @@ func activeChains(st *nftState) map[string]bool {
 		}
 	}
 	return active
+}
+
+// layout is the layout in effect.
+func (g *NFTables) layout() NFTablesLayout {
+	if g.Layout == NFTablesEndpointMaps && g.EndpointRules {
+		return NFTablesEndpointRules
+	}
+	return g.Layout
 }
 
 func (g *NFTables) now() time.Time {

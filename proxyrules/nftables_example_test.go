@@ -10,7 +10,9 @@ import (
 
 // Generate kube-proxy's nftables ruleset; NFTablesApplier would load it
 // with nft -f, or a caller may add it to its own knftables transaction.
-// A second sync with nothing changed has nothing to do.
+// In the default layout the Service's chain picks its endpoint from a
+// shared map (NFTablesLayout). A second sync with nothing changed has
+// nothing to do.
 func ExampleNFTables_Sync() {
 	services, slices := exampleObjects()
 	cfg := proxyrules.DefaultConfig("node-a")
@@ -22,7 +24,7 @@ func ExampleNFTables_Sync() {
 	var g proxyrules.NFTables
 	s := g.Sync(m, false)
 	for _, line := range strings.Split(s.Transaction().String(), "\n") {
-		if strings.Contains(line, "default/web") {
+		if strings.Contains(line, "default/web") || strings.Contains(line, "10.244.1.5 . 8080") {
 			fmt.Println(line)
 		}
 	}
@@ -31,7 +33,9 @@ func ExampleNFTables_Sync() {
 	// Output:
 	// add chain ip kube-proxy service-SUSTUHLJ-default/web/tcp/http
 	// flush chain ip kube-proxy service-SUSTUHLJ-default/web/tcp/http
-	// add rule ip kube-proxy service-SUSTUHLJ-default/web/tcp/http meta l4proto tcp dnat to 10.244.1.5:8080
+	// add rule ip kube-proxy service-SUSTUHLJ-default/web/tcp/http meta l4proto tcp dnat ip addr . port to numgen random mod 2 offset 0 map @endpoints-tcp-93
+	// add rule ip kube-proxy service-SUSTUHLJ-default/web/tcp/http meta l4proto tcp dnat ip addr . port to numgen random mod 1 offset 0 map @endpoints-tcp-93
 	// add element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 : goto service-SUSTUHLJ-default/web/tcp/http }
+	// add element ip kube-proxy endpoints-tcp-93 { 0 : 10.244.1.5 . 8080 }
 	// next sync: 0 operations
 }

@@ -13,22 +13,21 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
+// nftLayouts are the layouts the kernel tests run with.
+var nftLayouts = []NFTablesLayout{NFTablesEndpointMaps, NFTablesKubeProxy, NFTablesEndpointRules}
+
 // TestNFTablesRealPackets loads the generated ruleset into a node namespace
-// with the real nft and sends the lab's real connections through it, with
-// kube-proxy's layout and with EndpointRules.
+// with the real nft and sends the lab's real connections through it, in
+// every layout.
 func TestNFTablesRealPackets(t *testing.T) {
-	for _, endpointRules := range []bool{false, true} {
-		name := "kube-proxy layout"
-		if endpointRules {
-			name = "EndpointRules"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, layout := range nftLayouts {
+		t.Run(layout.String(), func(t *testing.T) {
 			lab := newNetLab(t, 3)
 			services, slices := labServices(lab)
 			m := mustModel(t, labConfig(lab), services, slices)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			applier := &NFTablesApplier{Exec: lab.nodeExec, NFTables: NFTables{EndpointRules: endpointRules}}
+			applier := &NFTablesApplier{Exec: lab.nodeExec, NFTables: NFTables{Layout: layout}}
 			if _, err := applier.Apply(ctx, m, true); err != nil {
 				t.Fatal(err)
 			}
@@ -40,21 +39,48 @@ func TestNFTablesRealPackets(t *testing.T) {
 // TestNFTablesPartialSyncInKernel: a partial sync carries only the changed
 // Service's chain and elements, and traffic in the kernel follows it; a
 // chain no longer used is emptied at once and deleted by a sync a second
-// later.
+// later. In every layout.
 func TestNFTablesPartialSyncInKernel(t *testing.T) {
+	for _, layout := range nftLayouts {
+		t.Run(layout.String(), func(t *testing.T) { testNFTablesPartialSyncInKernel(t, layout) })
+	}
+}
+
+func testNFTablesPartialSyncInKernel(t *testing.T, layout NFTablesLayout) {
 	lab := newNetLab(t, 3)
 	services, slices := labServices(lab)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	applier := &NFTablesApplier{Exec: lab.nodeExec}
+	applier := &NFTablesApplier{Exec: lab.nodeExec, NFTables: NFTables{Layout: layout}}
 	if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
 		t.Fatal(err)
+	}
+	// "web" loses be3: in the endpoint-maps layout, a change of map
+	// elements only.
+	slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[0].String(), node: "node1"}, ep{ip: lab.backendIPs[1].String(), node: "other"})
+	s, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if script := string(s.Script()); layout == NFTablesEndpointMaps && (strings.Contains(script, "chain") || strings.Contains(script, "rule")) {
+		t.Fatalf("one endpoint fewer rewrote chains in the endpoint-maps layout:\n%s", script)
+	}
+	seen := map[string]bool{}
+	for range 40 {
+		r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[r.backend] = true
+	}
+	if len(seen) != 2 || seen["be3"] {
+		t.Fatalf("after be3 went, web reached %v, want be1 and be2", seen)
 	}
 	// "web" loses be1 and be3; "sticky" loses be3, whose endpoint chain
 	// goes stale.
 	slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"})
 	slices[1] = endpointSlice("sticky", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[0].String(), node: "node1"}, ep{ip: lab.backendIPs[1].String(), node: "other"})
-	s, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
+	s, err = applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,10 +181,10 @@ func TestNFTablesBlockScriptLoadsTheSameTable(t *testing.T) {
 	eps = append(eps, endpointSlice("sticky", 8080, corev1.ProtocolTCP, ep{ip: "10.244.9.1", node: "node1"}, ep{ip: "10.244.9.2"}))
 	cfg := DefaultConfig("node1")
 	cfg.ClusterCIDR = netip.MustParsePrefix("10.128.0.0/9")
-	for _, endpointRules := range []bool{false, true} {
+	for _, layout := range nftLayouts {
 		var listings []string
 		for i, ns := range nss {
-			g := NFTables{EndpointRules: endpointRules}
+			g := NFTables{Layout: layout}
 			g.Adopt(nil, nil)
 			s := g.Sync(mustModel(t, cfg, svcs, eps), true)
 			script := s.Script()
@@ -176,7 +202,7 @@ func TestNFTablesBlockScriptLoadsTheSameTable(t *testing.T) {
 			ns.Run(t, "nft", "delete", "table", "ip", NFTablesTable)
 		}
 		if listings[0] != listings[1] {
-			t.Fatalf("EndpointRules=%v: block and commands load different tables:\n%s", endpointRules, firstDiff(listings[0], listings[1]))
+			t.Fatalf("%v: block and commands load different tables:\n%s", layout, firstDiff(listings[0], listings[1]))
 		}
 	}
 }
@@ -208,9 +234,9 @@ func TestNFTablesIPv6Loads(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	web := eps[0]
-	for _, endpointRules := range []bool{false, true} {
+	for _, layout := range nftLayouts {
 		eps[0] = web
-		applier := &NFTablesApplier{Exec: exec, NFTables: NFTables{EndpointRules: endpointRules}}
+		applier := &NFTablesApplier{Exec: exec, NFTables: NFTables{Layout: layout}}
 		if _, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), true); err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +246,11 @@ func TestNFTablesIPv6Loads(t *testing.T) {
 			t.Fatalf("partial sync: %v, %+v", err, s)
 		}
 		out := ns.Run(t, "nft", "list", "table", "ip6", NFTablesTable)
-		if !strings.Contains(out, "dnat to [fd00:10::1]:8080") || !strings.Contains(out, "fd00:192::/64") {
+		endpoint := "dnat to [fd00:10::1]:8080"
+		if layout == NFTablesEndpointMaps {
+			endpoint = ": fd00:10::1 . 8080"
+		}
+		if !strings.Contains(out, endpoint) || !strings.Contains(out, "fd00:192::/64") {
 			t.Fatalf("the kernel's table lacks the IPv6 rules:\n%s", out)
 		}
 		ns.Run(t, "nft", "delete", "table", "ip6", NFTablesTable)

@@ -69,6 +69,9 @@ func (o *nftOps) element(v nftVerb, e *nftElem) {
 		kind = nftSetElem
 	}
 	op := nftOp{verb: v, kind: kind, name: nftContainers[e.c].name, text: e.key}
+	if e.c == cEndpointSlots {
+		op.name, op.text, _ = strings.Cut(e.key, " ")
+	}
 	if v == nftAdd {
 		op.value, op.comment = e.value, e.comment
 	}
@@ -120,7 +123,8 @@ func (o nftOps) addTo(tx *knftables.Transaction) {
 }
 
 // script writes the operations as nft commands for `nft -f`, in the syntax
-// knftables writes. With batch, consecutive operations on elements of one
+// knftables writes (but for elements of the endpoint maps, which are
+// always batched). With batch, consecutive operations on elements of one
 // set or map with the same verb become one command listing them all, which
 // nft parses and the kernel applies in one message instead of one each.
 func (o nftOps) script(family knftables.Family, batch bool) []byte {
@@ -167,7 +171,10 @@ func (o nftOps) appendScript(b []byte, family knftables.Family, batch bool) []by
 			b = append(b, op.name...)
 			b = append(b, " { "...)
 			b = appendElement(b, op)
-			for batch && i+1 < len(o) && o[i+1].kind == op.kind && o[i+1].verb == op.verb && o[i+1].name == op.name {
+			// Elements of the endpoint maps are always batched: there
+			// are many, and the kernel finds the map by name for each
+			// command.
+			for (batch || strings.HasPrefix(op.name, nftPrefixEndpointMap)) && i+1 < len(o) && o[i+1].kind == op.kind && o[i+1].verb == op.verb && o[i+1].name == op.name {
 				i++
 				b = append(b, ", "...)
 				b = appendElement(b, &o[i])

@@ -21,10 +21,15 @@ type nftWriter struct {
 	notLocal string // the local-traffic detector, negated ("" without a cluster CIDR)
 	local    string
 	buf      []byte
+	layout   NFTablesLayout
+	// next is the state the sync builds; resetSlots: the endpoint-maps
+	// layout allocates every chain's keys afresh.
+	next       *nftState
+	resetSlots bool
 }
 
 func newNFTWriter(g *NFTables, m *Model) *nftWriter {
-	w := &nftWriter{g: g, cfg: &m.Config, ip: "ip", addrType: "ipv4_addr"}
+	w := &nftWriter{g: g, cfg: &m.Config, ip: "ip", addrType: "ipv4_addr", layout: g.layout()}
 	if m.Config.Family == corev1.IPv6Protocol {
 		w.ip, w.addrType = "ip6", "ipv6_addr"
 	}
@@ -197,6 +202,21 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, o *nftOps) *nftPortRe
 			o.rule(chain, "update @"+set+" { "+w.ip+" saddr }", "")
 			o.rule(chain, "meta l4proto "+proto+" dnat to "+ep.String(), "")
 		}
+	} else if w.layout == NFTablesEndpointMaps {
+		for i, use := range [2]bool{pol.UsesClusterChain, pol.UsesLocalChain} {
+			if !use {
+				continue
+			}
+			chain, eps := names.Cluster, c.Cluster
+			if i == 1 {
+				chain, eps = names.Local, c.Local
+			}
+			var was *nftSlots
+			if old != nil && old.slots[i].capacity > 0 {
+				was = &old.slots[i]
+			}
+			rec.slots[i] = w.endpointSlots(o, rec, proto, chain, eps, was)
+		}
 	} else {
 		if pol.UsesClusterChain {
 			w.endpointDNATs(o, proto, names.Cluster, c.Cluster)
@@ -209,16 +229,16 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, o *nftOps) *nftPortRe
 }
 
 // endpointDNATs picks an endpoint at random and DNATs to it: kube-proxy's
-// one rule with a numgen map (one endpoint: a plain DNAT), or, with
-// EndpointRules, one rule per endpoint, the i-th taken with probability
-// 1/(n-i), which is the same uniform choice.
+// one rule with a numgen map (one endpoint: a plain DNAT), or, in the
+// NFTablesEndpointRules layout, one rule per endpoint, the i-th taken with
+// probability 1/(n-i), which is the same uniform choice.
 func (w *nftWriter) endpointDNATs(o *nftOps, proto, chain string, eps []*Endpoint) {
 	prefix := "meta l4proto " + proto + " dnat to "
 	if len(eps) == 1 {
 		o.rule(chain, prefix+eps[0].String(), "")
 		return
 	}
-	if w.g.EndpointRules {
+	if w.layout == NFTablesEndpointRules {
 		for i, ep := range eps {
 			if left := len(eps) - i; left > 1 {
 				o.rule(chain, "numgen random mod "+itoa(left)+" 0 "+prefix+ep.String(), "")

@@ -24,7 +24,7 @@ func (g *NFTables) configSum(m *Model) uint64 {
 	for _, p := range g.ServiceCIDRs {
 		writePrefix(&h, p)
 	}
-	writeBool(&h, g.EndpointRules)
+	writeInt(&h, int(g.layout()))
 	return h.Sum64()
 }
 

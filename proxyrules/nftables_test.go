@@ -62,32 +62,43 @@ func TestNFTablesNames(t *testing.T) {
 func TestNFTablesScriptIsKnftablesText(t *testing.T) {
 	svcs, eps := cluster(50, 3)
 	svcs = append(svcs, service("sticky", "10.96.9.9", 80, clientIPAffinity(60), loadBalancer(30999, 31999, "203.0.113.9"), sourceRanges("192.0.2.0/24")))
-	s := new(NFTables).Sync(mustModel(t, DefaultConfig("node1"), svcs, eps), true)
-	want := s.Transaction().String()
-	if got := string(s.Script()); got != want {
-		t.Fatalf("script differs from knftables' text:\n%s", firstDiff(got, want))
-	}
-	batched := string(s.ops.script(s.family, true))
-	if strings.Count(batched, "\n") >= strings.Count(want, "\n") {
-		t.Fatal("batching merged no element commands")
-	}
-	unbatch := func(script string) []string {
-		var out []string
-		for _, line := range strings.Split(strings.TrimSpace(script), "\n") {
-			head, body, ok := strings.Cut(line, " { ")
-			if !ok || !strings.Contains(head, " element ") {
-				out = append(out, line)
-				continue
-			}
-			for _, e := range strings.Split(strings.TrimSuffix(body, " }"), ", ") {
-				out = append(out, head+" { "+e+" }")
-			}
+	for _, layout := range nftLayouts {
+		g := NFTables{Layout: layout}
+		s := g.Sync(mustModel(t, DefaultConfig("node1"), svcs, eps), true)
+		want := s.Transaction().String()
+		got := string(s.Script())
+		if layout == NFTablesEndpointMaps {
+			// Its map elements are batched in any case.
+			got = strings.Join(unbatchNFT(got), "\n") + "\n"
 		}
-		return out
+		if got != want {
+			t.Fatalf("%v: script differs from knftables' text:\n%s", layout, firstDiff(got, want))
+		}
+		batched := string(s.ops.script(s.family, true))
+		if strings.Count(batched, "\n") >= strings.Count(want, "\n") {
+			t.Fatal("batching merged no element commands")
+		}
+		if got, want := unbatchNFT(batched), strings.Split(strings.TrimSpace(want), "\n"); !slices.Equal(got, want) {
+			t.Fatalf("batched script is not the same commands:\n%s", firstDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
+		}
 	}
-	if got, want := unbatch(batched), strings.Split(strings.TrimSpace(want), "\n"); !slices.Equal(got, want) {
-		t.Fatalf("batched script is not the same commands:\n%s", firstDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
+}
+
+// unbatchNFT writes each element of a batched element command as a
+// command of its own.
+func unbatchNFT(script string) []string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(script), "\n") {
+		head, body, ok := strings.Cut(line, " { ")
+		if !ok || !strings.Contains(head, " element ") {
+			out = append(out, line)
+			continue
+		}
+		for _, e := range strings.Split(strings.TrimSuffix(body, " }"), ", ") {
+			out = append(out, head+" { "+e+" }")
+		}
 	}
+	return out
 }
 
 func firstDiff(a, b string) string {
@@ -107,7 +118,7 @@ func firstDiff(a, b string) string {
 func TestNFTablesPartialSyncTouchesOnlyChanges(t *testing.T) {
 	cfg := DefaultConfig("node1")
 	svcs, eps := cluster(1000, 10)
-	var g NFTables
+	g := NFTables{Layout: NFTablesKubeProxy}
 	fake := newNFTFake(cfg.Family)
 	first := runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false)
 	if !first.Full || len(first.Written) != 1000 {
@@ -289,7 +300,7 @@ func TestNFTablesRuleShapes(t *testing.T) {
 	svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
 	es := endpointSlice("v6", 80, corev1.ProtocolTCP, ep{ip: "fd00:10:180::1", node: "node1"}, ep{ip: "fd00:10:180::2"})
 	es.AddressType = discoveryv1.AddressTypeIPv6
-	text = new(NFTables).Sync(mustModel(t, cfg6, []*corev1.Service{svc}, []*discoveryv1.EndpointSlice{es}), true).Transaction().String()
+	text = (&NFTables{Layout: NFTablesKubeProxy}).Sync(mustModel(t, cfg6, []*corev1.Service{svc}, []*discoveryv1.EndpointSlice{es}), true).Transaction().String()
 	names := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "v6", Port: "p", Protocol: corev1.ProtocolTCP})
 	for _, want := range []string{
 		`add table ip6 kube-proxy { comment "rules for kube-proxy" ; }`,
@@ -302,6 +313,19 @@ func TestNFTablesRuleShapes(t *testing.T) {
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("IPv6 transaction lacks\n%s", want)
+		}
+	}
+	text = new(NFTables).Sync(mustModel(t, cfg6, []*corev1.Service{svc}, []*discoveryv1.EndpointSlice{es}), true).Transaction().String()
+	cluster, local := nftEndpointMapName(0, nftEndpointShard(names.Cluster)), nftEndpointMapName(0, nftEndpointShard(names.Local))
+	for _, want := range []string{
+		`add map ip6 kube-proxy ` + cluster + ` { typeof numgen random mod 1 : ip6 daddr . tcp dport ; comment "endpoints of service chains, by slot" ; }`,
+		`add rule ip6 kube-proxy ` + names.Cluster + ` meta l4proto tcp dnat ip6 addr . port to numgen random mod 3 offset 0 map @` + cluster,
+		`add rule ip6 kube-proxy ` + names.Cluster + ` meta l4proto tcp dnat ip6 addr . port to numgen random mod 1 offset 0 map @` + cluster,
+		`add rule ip6 kube-proxy ` + names.Local + ` meta l4proto tcp dnat ip6 addr . port to numgen random mod 1 offset 0 map @` + local,
+		`add element ip6 kube-proxy ` + cluster + ` { 1 : fd00:10:180::2 . 80 }`,
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("IPv6 transaction in the endpoint-maps layout lacks\n%s", want)
 		}
 	}
 }
@@ -343,13 +367,28 @@ func TestNFTablesErrorQuotesRefusedPart(t *testing.T) {
 // built by partial syncs is the table one full sync builds from scratch,
 // but for chains emptied and not yet deleted.
 func TestNFTablesPartialEqualsFull(t *testing.T) {
+	for _, layout := range nftLayouts {
+		t.Run(layout.String(), func(t *testing.T) { testNFTablesPartialEqualsFull(t, layout) })
+	}
+}
+
+// In the endpoint-maps layout a chain's capacity and the order of its
+// endpoints depend on its history: the tables are compared folded back to
+// kube-proxy's layout, endpoints sorted.
+func testNFTablesPartialEqualsFull(t *testing.T, layout NFTablesLayout) {
 	cfg := DefaultConfig("node1")
 	cfg.ClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
 	cfg.NodeIP = netip.MustParseAddr("192.168.0.10")
+	comparable := func(dump string) []string {
+		if layout == NFTablesEndpointMaps {
+			dump = foldEndpointMaps(dump, true)
+		}
+		return comparableDump(dump)
+	}
 	for seed := range uint64(40) {
 		r := rand.New(rand.NewPCG(seed, 7))
 		svcs, eps := cluster(30, 4)
-		var g NFTables
+		g := NFTables{Layout: layout}
 		fake := newNFTFake(cfg.Family)
 		runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false)
 		for step := range 15 {
@@ -393,8 +432,8 @@ func TestNFTablesPartialEqualsFull(t *testing.T) {
 			m := mustModel(t, cfg, svcs, eps)
 			runNFT(t, &g, fake, m, false)
 			fresh := newNFTFake(cfg.Family)
-			runNFT(t, new(NFTables), fresh, m, true)
-			if got, want := comparableDump(fake.Dump()), comparableDump(fresh.Dump()); !slices.Equal(got, want) {
+			runNFT(t, &NFTables{Layout: layout}, fresh, m, true)
+			if got, want := comparable(fake.Dump()), comparable(fresh.Dump()); !slices.Equal(got, want) {
 				t.Fatalf("seed %d step %d: partial syncs and a full sync differ:\n%s", seed, step, firstDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
 			}
 		}

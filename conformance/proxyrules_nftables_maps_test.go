@@ -1,0 +1,126 @@
+package conformance
+
+import (
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kube-nodekit/nodekit/internal/testenv"
+	"github.com/kube-nodekit/nodekit/proxyrules"
+)
+
+// TestNFTablesEndpointMapsMatchKubeProxy: in nodekit's default layout
+// (NFTablesEndpointMaps: per chain a ladder of rules looking endpoints up
+// in shared data maps, a deliberate difference so that endpoint changes
+// are element changes the kernel commits without re-validating the table),
+// the table is kube-proxy's once each ladder is written back as the
+// numgen-map rule it stands for and the endpoint maps are left out.
+func TestNFTablesEndpointMapsMatchKubeProxy(t *testing.T) {
+	ns := testenv.NetNSes(t, "kubeproxy")[0]
+	for seed := range uint64(200) {
+		r := rand.New(rand.NewPCG(seed, 0xa11))
+		set := genServiceSet(r, 1+r.IntN(12))
+		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
+		up.fullSync(t, ns, set.services, set.slices)
+		ours := runOurs(t, &proxyrules.NFTables{}, nil, set.cfg, set.services, set.slices, true)
+		if diff := diffNFT(up.nft.Dump(), foldEndpointMaps(ours.Dump(), false)); diff != "" {
+			t.Fatalf("seed %d:\n%s", seed, diff)
+		}
+	}
+}
+
+var (
+	// "add rule ip kube-proxy CHAIN meta l4proto P dnat ip addr . port to
+	// numgen random mod M offset B map @MAP"
+	ladderRule = regexp.MustCompile(`^(add rule \S+ \S+ (\S+) meta l4proto \S+ dnat (ip6?)) addr \. port to numgen random mod (\d+) offset (\d+) map @(endpoints-\S+)$`)
+	// "add element ip kube-proxy MAP { KEY : VALUE }"
+	endpointElement = regexp.MustCompile(`^add element \S+ \S+ (endpoints-\S+) \{ (\d+) : (.*) \}$`)
+	numgenMapRule   = regexp.MustCompile(`^(.* dnat ip6? addr \. port to numgen random mod \d+ map \{ )(.*)( \})$`)
+)
+
+// foldEndpointMaps writes each ladder of endpoint-map rules in a Fake dump
+// as kube-proxy's rule for the same endpoints (in key order, or sorted
+// with sorted), and leaves the endpoint maps and their elements out.
+func foldEndpointMaps(dump string, sorted bool) string {
+	lines := strings.Split(strings.TrimSpace(dump), "\n")
+	values := map[string]string{}
+	for _, l := range lines {
+		if m := endpointElement.FindStringSubmatch(l); m != nil {
+			values[m[1]+" "+m[2]] = m[3]
+		}
+	}
+	var out []string
+	done := map[string]bool{}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) > 4 && (f[1] == "map" || f[1] == "element") && strings.HasPrefix(f[4], "endpoints-") {
+			continue
+		}
+		m := ladderRule.FindStringSubmatch(l)
+		if m == nil {
+			out = append(out, l)
+			continue
+		}
+		if done[m[2]] {
+			continue
+		}
+		done[m[2]] = true
+		capacity, _ := strconv.Atoi(m[4]) // the first rule's modulus
+		base, _ := strconv.Atoi(m[5])
+		var eps []string
+		for k := base; k < base+capacity; k++ {
+			v, ok := values[m[6]+" "+strconv.Itoa(k)]
+			if !ok {
+				break
+			}
+			eps = append(eps, v)
+		}
+		if sorted {
+			slices.Sort(eps)
+		}
+		if len(eps) == 1 {
+			addr, port, _ := strings.Cut(eps[0], " . ")
+			if strings.Contains(addr, ":") {
+				addr = "[" + addr + "]"
+			}
+			out = append(out, strings.TrimSuffix(strings.TrimSuffix(m[1], " ip"), " ip6")+" to "+addr+":"+port)
+			continue
+		}
+		out = append(out, m[1]+" addr . port to numgen random mod "+strconv.Itoa(len(eps))+" map { "+numbered(eps)+" }")
+	}
+	return strings.Join(out, "\n") + "\n"
+}
+
+func numbered(eps []string) string {
+	var b strings.Builder
+	for k, v := range eps {
+		if k > 0 {
+			b.WriteString(" , ")
+		}
+		b.WriteString(strconv.Itoa(k) + " : " + v)
+	}
+	return b.String()
+}
+
+// sortNumgenMaps sorts the endpoints of each numgen-map rule of a dump:
+// which index an endpoint has does not change what the rule does.
+func sortNumgenMaps(dump string) string {
+	lines := strings.Split(dump, "\n")
+	for i, l := range lines {
+		m := numgenMapRule.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		var eps []string
+		for _, e := range strings.Split(m[2], " , ") {
+			_, v, _ := strings.Cut(e, " : ")
+			eps = append(eps, v)
+		}
+		slices.Sort(eps)
+		lines[i] = m[1] + numbered(eps) + m[3]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,205 @@
+package proxyrules
+
+import (
+	"fmt"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestNFTablesEndpointMapsLadderIsUniform proves the endpoint-maps layout
+// picks as kube-proxy's numgen map does: for every capacity C, floor F and
+// number n of endpoints in [F, C] (keys 0..n-1 filled), the ladder of rules
+// `numgen random mod m` for m = C..F gives each endpoint probability
+// exactly 1/n, and never falls through.
+func TestNFTablesEndpointMapsLadderIsUniform(t *testing.T) {
+	for c := 1; c <= 40; c++ {
+		for f := 1; f <= c; f++ {
+			for n := f; n <= c; n++ {
+				reach := big.NewRat(1, 1) // probability that rule m is evaluated
+				p := make([]*big.Rat, n)
+				for i := range p {
+					p[i] = new(big.Rat)
+				}
+				for m := c; m >= f; m-- {
+					// numgen random mod m is uniform on 0..m-1; keys
+					// 0..min(n,m)-1 hold endpoints.
+					each := new(big.Rat).Mul(reach, big.NewRat(1, int64(m)))
+					for i := range min(n, m) {
+						p[i].Add(p[i], each)
+					}
+					reach.Mul(reach, big.NewRat(int64(m-min(n, m)), int64(m)))
+				}
+				if reach.Sign() != 0 {
+					t.Fatalf("C=%d F=%d n=%d: falls through with probability %v", c, f, n, reach)
+				}
+				for i := range p {
+					if p[i].Cmp(big.NewRat(1, int64(n))) != 0 {
+						t.Fatalf("C=%d F=%d n=%d: endpoint %d has probability %v", c, f, n, i, p[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestNFTablesRefillSlots(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		old, want []string
+		got       []string
+	}{
+		{"last goes", []string{"a", "b", "c", "d"}, []string{"a", "b", "c"}, []string{"a", "b", "c"}},
+		{"a middle one goes: the last takes its key", []string{"a", "b", "c", "d"}, []string{"a", "c", "d"}, []string{"a", "d", "c"}},
+		{"one goes, one comes: the new one takes its key", []string{"a", "b", "c", "d"}, []string{"e", "a", "c", "d"}, []string{"a", "e", "c", "d"}},
+		{"one comes", []string{"a", "b"}, []string{"c", "b", "a"}, []string{"a", "b", "c"}},
+		{"all but the last go", []string{"a", "b", "c", "d"}, []string{"d"}, []string{"d"}},
+		{"all but the first go", []string{"a", "b", "c", "d"}, []string{"a"}, []string{"a"}},
+		{"all change", []string{"a", "b"}, []string{"c", "d", "e"}, []string{"c", "d", "e"}},
+	} {
+		if got := refillSlots(tc.old, tc.want); !slices.Equal(got, tc.got) {
+			t.Errorf("%s: refillSlots(%v, %v) = %v, want %v", tc.name, tc.old, tc.want, got, tc.got)
+		}
+	}
+}
+
+// TestNFTablesEndpointMapsChangesAreElements: within a chain's capacity
+// and floor, endpoint changes are map element changes only (what the
+// kernel commits without validating the table); past them the chain is
+// rewritten. After each step the table picks among the same endpoints as
+// a fresh full sync's.
+func TestNFTablesEndpointMapsChangesAreElements(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	svcs, eps := cluster(100, 10)
+	var g NFTables
+	fake := newNFTFake(cfg.Family)
+	runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false)
+	chain := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "s7", Port: "p", Protocol: corev1.ProtocolTCP}).Cluster
+	base := eps[7].Endpoints
+	for _, step := range []struct {
+		name      string
+		endpoints int // of the original ten, then new ones
+		rewrite   bool
+	}{
+		{"one goes", 9, false},
+		{"it comes back and three more (13, the capacity)", 13, false},
+		{"one more than the capacity", 14, true},
+		{"down to the new floor (14 - 4)", 10, false},
+		{"below the floor", 4, true},
+	} {
+		eps[7] = eps[7].DeepCopy()
+		eps[7].Endpoints = slices.Clone(base[:min(step.endpoints, 10)])
+		for i := 10; i < step.endpoints; i++ {
+			eps[7].Endpoints = append(eps[7].Endpoints, endpointSlice("s7", 8080, corev1.ProtocolTCP, ep{ip: fmt.Sprintf("10.250.0.%d", i)}).Endpoints...)
+		}
+		m := mustModel(t, cfg, svcs, eps)
+		s := runNFT(t, &g, fake, m, false)
+		text := s.Transaction().String()
+		if rewrote := strings.Contains(text, "chain ip kube-proxy "+chain+"\n"); rewrote != step.rewrite {
+			t.Fatalf("%s: chain rewritten = %v, want %v:\n%s", step.name, rewrote, step.rewrite, text)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+			if !step.rewrite && !strings.Contains(line, " element ip kube-proxy "+nftPrefixEndpointMap) {
+				t.Fatalf("%s: %q in a change of elements only", step.name, line)
+			}
+		}
+		fresh := newNFTFake(cfg.Family)
+		runNFT(t, new(NFTables), fresh, m, true)
+		if got, want := foldEndpointMaps(fake.Dump(), true), foldEndpointMaps(fresh.Dump(), true); got != want {
+			t.Fatalf("%s: partial syncs and a full sync pick differently:\n%s", step.name, firstDiff(got, want))
+		}
+	}
+}
+
+// foldEndpointMaps writes each ladder of endpoint-map rules in a Fake dump
+// as the kube-proxy rule it stands for (`dnat ... to numgen random mod n
+// map { 0 : a . p , ... }`, or `dnat to a:p` for one endpoint), with the
+// endpoints in key order, or sorted with sortEndpoints, and leaves the
+// endpoint maps out. What remains is kube-proxy's table.
+func foldEndpointMaps(dump string, sortEndpoints bool) string {
+	lines := strings.Split(strings.TrimSpace(dump), "\n")
+	values := map[string]string{} // "map key" -> value
+	for _, l := range lines {
+		if head, body, ok := strings.Cut(l, " { "); ok && strings.HasPrefix(head, "add element ") && strings.Contains(head, " "+nftPrefixEndpointMap) {
+			f := strings.Fields(head)
+			key, value, _ := strings.Cut(strings.TrimSuffix(body, " }"), " : ")
+			values[f[len(f)-1]+" "+key] = value
+		}
+	}
+	var out []string
+	done := map[string]bool{}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) > 3 && (f[1] == "map" || f[1] == "element") && strings.HasPrefix(f[4], nftPrefixEndpointMap) {
+			continue
+		}
+		i := strings.Index(l, " addr . port to numgen random mod ")
+		if f[1] != "rule" || i < 0 || !strings.Contains(l, " map @"+nftPrefixEndpointMap) {
+			out = append(out, l)
+			continue
+		}
+		chain := f[4]
+		if done[chain] {
+			continue
+		}
+		done[chain] = true
+		// "... meta l4proto P dnat ip addr . port to numgen random mod M offset B map @MAP"
+		g := strings.Fields(l[i:])
+		capacity, _ := strconv.Atoi(g[7]) // the first rule's
+		b, _ := strconv.Atoi(g[9])
+		name := strings.TrimPrefix(g[11], "@")
+		var eps []string
+		for k := b; k < b+capacity; k++ {
+			v, ok := values[name+" "+strconv.Itoa(k)]
+			if !ok {
+				break
+			}
+			eps = append(eps, v)
+		}
+		if sortEndpoints {
+			slices.Sort(eps)
+		}
+		prefix := l[:i] // "add rule ... meta l4proto P dnat ip"
+		if len(eps) == 1 {
+			addr, port, _ := strings.Cut(eps[0], " . ")
+			if strings.Contains(addr, ":") {
+				addr = "[" + addr + "]"
+			}
+			out = append(out, strings.TrimSuffix(strings.TrimSuffix(prefix, " ip"), " ip6")+" to "+addr+":"+port)
+			continue
+		}
+		var m strings.Builder
+		for k, v := range eps {
+			if k > 0 {
+				m.WriteString(" , ")
+			}
+			m.WriteString(strconv.Itoa(k) + " : " + v)
+		}
+		out = append(out, prefix+" addr . port to numgen random mod "+strconv.Itoa(len(eps))+" map { "+m.String()+" }")
+	}
+	return strings.Join(out, "\n") + "\n"
+}
+
+// TestNFTablesEndpointMapsFoldToKubeProxy: a full sync in the
+// endpoint-maps layout, its ladders folded back, is kube-proxy's layout's
+// table, for every kind of Service and both families.
+func TestNFTablesEndpointMapsFoldToKubeProxy(t *testing.T) {
+	svcs, eps := cluster(300, 4)
+	svcs = append(svcs, service("sticky", "10.96.9.9", 80, clientIPAffinity(60), loadBalancer(30999, 31999, "203.0.113.9"), sourceRanges("192.0.2.0/24")))
+	eps = append(eps, endpointSlice("sticky", 8080, corev1.ProtocolTCP, ep{ip: "10.244.9.1", node: "node1"}, ep{ip: "10.244.9.2"}))
+	svcs = append(svcs, service("dns", "10.96.9.10", 53, func(s *corev1.Service) { s.Spec.Ports[0].Protocol = corev1.ProtocolUDP }))
+	eps = append(eps, endpointSlice("dns", 53, corev1.ProtocolUDP, ep{ip: "10.244.9.3"}, ep{ip: "10.244.9.4", node: "node1"}))
+	cfg := DefaultConfig("node1")
+	dump := func(layout NFTablesLayout) string {
+		fake := newNFTFake(cfg.Family)
+		runNFT(t, &NFTables{Layout: layout}, fake, mustModel(t, cfg, svcs, eps), true)
+		return fake.Dump()
+	}
+	if got, want := foldEndpointMaps(dump(NFTablesEndpointMaps), false), dump(NFTablesKubeProxy); got != want {
+		t.Fatalf("folded endpoint-maps table differs from kube-proxy's:\n%s", firstDiff(got, want))
+	}
+}
