@@ -367,11 +367,35 @@ func assemble(h, t *section, recs []*appliedPort, written []bool) []byte {
 	}
 	out = append(out, t.natChains.buf...)
 	out = append(out, h.natRules.buf...)
-	for i, rec := range recs {
-		out = append(out, rec.natTop...)
+	// The ports' nat rules are most of the payload: copied in two halves
+	// at once when they are big.
+	natSize := func(i int) int {
 		if written[i] {
-			out = append(out, rec.ownRules...)
+			return len(recs[i].natTop) + len(recs[i].ownRules)
 		}
+		return len(recs[i].natTop)
+	}
+	copyNat := func(from, to, at int) {
+		for i := from; i < to; i++ {
+			at += copy(out[at:], recs[i].natTop)
+			if written[i] {
+				at += copy(out[at:], recs[i].ownRules)
+			}
+		}
+	}
+	at, natEnd := len(out), size-len(t.natRules.buf)-len(end)
+	out = out[:natEnd]
+	if half := (natEnd - at) / 2; half < 4<<20 || runtime.GOMAXPROCS(0) == 1 {
+		copyNat(0, len(recs), at)
+	} else {
+		split, splitAt := 0, at
+		for ; splitAt-at < half; split++ {
+			splitAt += natSize(split)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { copyNat(split, len(recs), splitAt) })
+		copyNat(0, split, at)
+		wg.Wait()
 	}
 	out = append(out, t.natRules.buf...)
 	return append(out, end...)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -169,5 +170,20 @@ func TestIPTablesRuleShapes(t *testing.T) {
 	}
 	if strings.Contains(payload, ":KUBE-FIREWALL") {
 		t.Error("KUBE-FIREWALL (the route_localnet guard) written without LocalhostNodePorts")
+	}
+}
+
+// TestIPTablesParallelSyncEqualsSequential: a sync big enough to be
+// written and assembled by several goroutines gives the same payload as
+// one goroutine does.
+func TestIPTablesParallelSyncEqualsSequential(t *testing.T) {
+	svcs, eps := cluster(10000, 10)
+	cfg := DefaultConfig("node1")
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	sequential := new(IPTables).Sync(mustModel(t, cfg, svcs, eps), true).Payload
+	runtime.GOMAXPROCS(4)
+	parallel := new(IPTables).Sync(mustModel(t, cfg, svcs, eps), true).Payload
+	if !bytes.Equal(sequential, parallel) {
+		t.Fatalf("payloads differ: %d bytes sequential, %d parallel", len(sequential), len(parallel))
 	}
 }
