@@ -2,6 +2,7 @@ package proxyrules
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -202,7 +203,7 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, o *nftOps) *nftPortRe
 			o.rule(chain, "update @"+set+" { "+w.ip+" saddr }", "")
 			o.rule(chain, "meta l4proto "+proto+" dnat to "+ep.String(), "")
 		}
-	} else if w.layout == NFTablesEndpointMaps {
+	} else if w.layout == NFTablesEndpointMaps && slices.Contains(nftSlotProtocols[:], proto) {
 		for i, use := range [2]bool{pol.UsesClusterChain, pol.UsesLocalChain} {
 			if !use {
 				continue
