@@ -2,6 +2,7 @@ package proxyrules
 
 import (
 	"hash/maphash"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -54,6 +55,7 @@ type NFTables struct {
 type nftState struct {
 	config uint64
 	ports  map[ServicePortName]*nftPortRecord
+	byPort map[*PortState]*nftPortRecord // the same records, by the PortState they were written for
 	// elems holds, for each shared set and map, every key with the ports
 	// that want it; the first of them (in port order) gives its value.
 	elems [len(nftContainers)]map[string][]nftOwner
@@ -66,6 +68,7 @@ type nftState struct {
 
 // nftPortRecord is what one ServicePort put in the table.
 type nftPortRecord struct {
+	port   *PortState
 	sum    uint64 // of the port's inputs: when equal, the output is too
 	names  NFTablesChains
 	chains []string
@@ -234,10 +237,27 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	}
 
 	s.portOps[0] = len(s.ops)
+	// A partial sync starts from the committed ports and patches them: a
+	// Tracker hands unchanged ports over as the same PortStates, which
+	// are skipped without hashing their inputs or names.
+	incremental := !full && prev.byPort != nil
+	if incremental {
+		next.ports, next.byPort = maps.Clone(prev.ports), maps.Clone(prev.byPort)
+	} else {
+		next.byPort = make(map[*PortState]*nftPortRecord, len(m.Ports))
+	}
+	seen := 0 // ports of m that prev has
 	var staleChains, staleSets, revived []string
 	for _, p := range m.Ports {
+		if incremental && prev.byPort[p] != nil {
+			seen++
+			continue
+		}
 		sum := g.portSum(p)
 		old := prev.ports[p.Name]
+		if old != nil {
+			seen++
+		}
 		rec := old
 		if full && old != nil && old.sum == sum && prev.config == cfgSum && !w.resetSlots {
 			s.ops = append(s.ops, old.ops...)
@@ -271,18 +291,39 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 				}
 			}
 		}
+		if rec.port != p {
+			if rec == old {
+				copied := *old
+				rec = &copied
+			}
+			rec.port = p
+		}
 		next.ports[p.Name] = rec
+		if old != nil && incremental {
+			delete(next.byPort, old.port)
+		}
+		next.byPort[p] = rec
 	}
 	s.portOps[1] = len(s.ops)
 	var gone []ServicePortName
-	for name := range prev.ports {
-		if _, ok := next.ports[name]; !ok {
-			gone = append(gone, name)
+	if seen < len(prev.ports) {
+		inModel := make(map[ServicePortName]bool, len(m.Ports))
+		for _, p := range m.Ports {
+			inModel[p.Name] = true
+		}
+		for name := range prev.ports {
+			if !inModel[name] {
+				gone = append(gone, name)
+			}
 		}
 	}
 	slices.SortFunc(gone, comparePortNames)
 	for _, name := range gone {
 		old := prev.ports[name]
+		if incremental {
+			delete(next.ports, name)
+			delete(next.byPort, old.port)
+		}
 		s.changeElems(prev, name, old, nil)
 		staleChains = append(staleChains, old.chains...)
 		staleSets = append(staleSets, old.sets...)

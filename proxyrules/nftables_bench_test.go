@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kube-nodekit/nodekit/internal/testenv"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
@@ -50,28 +51,48 @@ func BenchmarkNFTablesFull(b *testing.B) {
 }
 
 // BenchmarkNFTablesPartial measures the sync after one Service's endpoints
-// changed among 10000 (model rebuild included).
+// changed among 10000, the model built by a Tracker as a running proxy
+// builds it (included).
 func BenchmarkNFTablesPartial(b *testing.B) {
 	svcs, eps := cluster(10000, 10)
 	cfg := DefaultConfig("node1")
-	var g NFTables
-	g.Sync(mustModel(b, cfg, svcs, eps), true).Commit()
 	changed := eps[5000].DeepCopy()
 	changed.Endpoints = changed.Endpoints[:9]
 	before := eps[5000]
-	b.Run("services=10000/endpoints=10/changed=1", func(b *testing.B) {
-		b.ReportAllocs()
-		var ops, size int
-		for i := 0; b.Loop(); i++ {
-			eps[5000] = []*discoveryv1.EndpointSlice{changed, before}[i%2]
-			m, _ := NewModel(cfg, svcs, eps)
-			s := g.Sync(m, false)
-			s.Commit()
-			ops, size = s.NumOperations(), len(s.Script())
-		}
-		b.ReportMetric(float64(ops), "ops")
-		b.ReportMetric(float64(size), "script-bytes")
-	})
+	for _, layout := range nftLayouts {
+		b.Run("services=10000/endpoints=10/changed=1/layout="+layout.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			tr := nftTracker(b, cfg, svcs, eps)
+			g := NFTables{Layout: layout}
+			m, _ := tr.Model()
+			g.Sync(m, true).Commit()
+			var ops, size int
+			for i := 0; b.Loop(); i++ {
+				tr.SetEndpointSlice([]*discoveryv1.EndpointSlice{changed, before}[i%2])
+				m, _ := tr.Model()
+				s := g.Sync(m, false)
+				s.Commit()
+				ops, size = s.NumOperations(), len(s.Script())
+			}
+			b.ReportMetric(float64(ops), "ops")
+			b.ReportMetric(float64(size), "script-bytes")
+		})
+	}
+}
+
+// nftTracker is a Tracker that has seen svcs and eps.
+func nftTracker(b *testing.B, cfg Config, svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice) *Tracker {
+	tr, err := NewTracker(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range svcs {
+		tr.SetService(s)
+	}
+	for _, es := range eps {
+		tr.SetEndpointSlice(es)
+	}
+	return tr
 }
 
 // nftLoadVariants are the alternatives measured for loading into the
@@ -152,7 +173,9 @@ func BenchmarkNFTablesKernelLoad(b *testing.B) {
 }
 
 // BenchmarkNFTablesKernelChange measures a one-Service change among
-// loaded rules: the model rebuilt, the partial sync generated and loaded.
+// loaded rules, end to end as a running proxy makes it: the Tracker told
+// of the changed EndpointSlice builds the model, the partial sync is
+// generated and loaded.
 func BenchmarkNFTablesKernelChange(b *testing.B) {
 	ns := testenv.NetNSes(b, "change")[0]
 	for _, n := range []int{1000, 10000} {
@@ -166,18 +189,19 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 				nftBenchLayout(b, v.layout)
 				_, _ = ns.Exec(context.Background(), "nft", "delete", "table", "ip", NFTablesTable)
 				g := NFTables{Layout: v.layout}
-				s := g.Sync(mustModel(b, cfg, svcs, eps), true)
+				tr := nftTracker(b, cfg, svcs, eps)
+				m, _ := tr.Model()
+				s := g.Sync(m, true)
 				loadNFT(b, ns, s.Script())
 				s.Commit()
 				before := eps[n/2]
 				changed := before.DeepCopy()
 				changed.Endpoints = changed.Endpoints[:9]
-				defer func() { eps[n/2] = before }()
 				var phases [4]time.Duration
 				for i := 0; b.Loop(); i++ {
 					t0 := time.Now()
-					eps[n/2] = []*discoveryv1.EndpointSlice{changed, before}[i%2]
-					m, _ := NewModel(cfg, svcs, eps)
+					tr.SetEndpointSlice([]*discoveryv1.EndpointSlice{changed, before}[i%2])
+					m, _ := tr.Model()
 					t1 := time.Now()
 					s := g.Sync(m, false)
 					script := s.Script()

@@ -3,6 +3,7 @@ package proxyrules
 import (
 	"fmt"
 	"math/big"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -201,5 +202,66 @@ func TestNFTablesEndpointMapsFoldToKubeProxy(t *testing.T) {
 	}
 	if got, want := foldEndpointMaps(dump(NFTablesEndpointMaps), false), dump(NFTablesKubeProxy); got != want {
 		t.Fatalf("folded endpoint-maps table differs from kube-proxy's:\n%s", firstDiff(got, want))
+	}
+}
+
+// TestNFTablesTrackerPartialEqualsFull: fed by a Tracker, which hands
+// unchanged ports over as the same PortStates (skipped without hashing),
+// partial syncs still build the table a full sync builds, in every layout.
+func TestNFTablesTrackerPartialEqualsFull(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	for _, layout := range nftLayouts {
+		r := rand.New(rand.NewPCG(uint64(layout), 9))
+		svcs, eps := cluster(40, 4)
+		tr, err := NewTracker(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range svcs {
+			tr.SetService(svcs[i])
+			tr.SetEndpointSlice(eps[i])
+		}
+		g := NFTables{Layout: layout}
+		fake := newNFTFake(cfg.Family)
+		m, _ := tr.Model()
+		runNFT(t, &g, fake, m, false)
+		for step := range 40 {
+			i := r.IntN(len(svcs))
+			switch r.IntN(4) {
+			case 0: // an endpoint goes
+				eps[i] = eps[i].DeepCopy()
+				if n := len(eps[i].Endpoints); n > 0 {
+					eps[i].Endpoints = eps[i].Endpoints[:n-1]
+				}
+				tr.SetEndpointSlice(eps[i])
+			case 1: // endpoints come
+				eps[i] = eps[i].DeepCopy()
+				for k := range 1 + r.IntN(4) {
+					eps[i].Endpoints = append(eps[i].Endpoints, endpointSlice(svcs[i].Name, 8080, corev1.ProtocolTCP, ep{ip: fmt.Sprintf("10.250.%d.%d", step, k+1)}).Endpoints...)
+				}
+				tr.SetEndpointSlice(eps[i])
+			case 2: // the Service goes
+				tr.DeleteService(svcs[i].Namespace, svcs[i].Name)
+				tr.DeleteEndpointSlice(eps[i].Namespace, eps[i].Name)
+				svcs, eps = slices.Delete(svcs, i, i+1), slices.Delete(eps, i, i+1)
+			default: // a Service comes
+				name := fmt.Sprintf("new%d", step)
+				svcs = append(svcs, service(name, fmt.Sprintf("10.97.0.%d", step+1), 80, nodePort(int32(31000+step))))
+				eps = append(eps, endpointSlice(name, 8080, corev1.ProtocolTCP, ep{ip: fmt.Sprintf("10.251.0.%d", step+1), node: "node1"}))
+				tr.SetService(svcs[len(svcs)-1])
+				tr.SetEndpointSlice(eps[len(eps)-1])
+			}
+			m, _ := tr.Model()
+			runNFT(t, &g, fake, m, false)
+			fresh := newNFTFake(cfg.Family)
+			runNFT(t, &NFTables{Layout: layout}, fresh, mustModel(t, cfg, svcs, eps), true)
+			got, want := fake.Dump(), fresh.Dump()
+			if layout == NFTablesEndpointMaps {
+				got, want = foldEndpointMaps(got, true), foldEndpointMaps(want, true)
+			}
+			if got, want := comparableDump(got), comparableDump(want); !slices.Equal(got, want) {
+				t.Fatalf("%v step %d: partial syncs and a full sync differ:\n%s", layout, step, firstDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
+			}
+		}
 	}
 }
