@@ -247,6 +247,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		next.byPort = make(map[*PortState]*nftPortRecord, len(m.Ports))
 	}
 	seen := 0 // ports of m that prev has
+	var slotDels, slotAdds [len(nftSlotProtocols) * nftEndpointMaps][]nftOp
 	var staleChains, staleSets, revived []string
 	for _, p := range m.Ports {
 		if incremental && prev.byPort[p] != nil {
@@ -275,6 +276,9 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 				rec.ops = s.ops[at:len(s.ops):len(s.ops)]
 			}
 			s.Written = append(s.Written, p.Name)
+			if (old != nil && old.slots[0].capacity+old.slots[1].capacity > 0) || rec.slots[0].capacity+rec.slots[1].capacity > 0 {
+				slotOps(&slotDels, &slotAdds, old, rec)
+			}
 			if old == nil || !slices.Equal(old.elems, rec.elems) {
 				s.changeElems(prev, p.Name, old, rec)
 			}
@@ -325,6 +329,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			delete(next.byPort, old.port)
 		}
 		s.changeElems(prev, name, old, nil)
+		slotOps(&slotDels, &slotAdds, old, nil)
 		staleChains = append(staleChains, old.chains...)
 		staleSets = append(staleSets, old.sets...)
 	}
@@ -348,6 +353,12 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	}
 
 	s.elementOps(prev)
+	for _, ops := range slotDels {
+		s.ops = append(s.ops, ops...)
+	}
+	for _, ops := range slotAdds {
+		s.ops = append(s.ops, ops...)
+	}
 
 	slices.Sort(staleChains)
 	staleChains = slices.Compact(staleChains)
@@ -400,7 +411,8 @@ func estimateOps(m *Model, layout NFTablesLayout) int {
 		}
 		switch {
 		case layout == NFTablesEndpointMaps && !p.ClientIPAffinity:
-			n += 2 * (len(p.Cluster) + len(p.Local))
+			// a ladder of about 3n/4 rules and n elements per chain
+			n += 2*(len(p.Cluster)+len(p.Local)) + 4
 		case layout == NFTablesEndpointRules || p.ClientIPAffinity:
 			n += len(p.Cluster) + len(p.Local)
 			if p.ClientIPAffinity {

@@ -1,9 +1,6 @@
 package proxyrules
 
-import (
-	"slices"
-	"strings"
-)
+import "slices"
 
 // The elements of the shared sets and maps (cluster-ips, service-ips, ...)
 // belong to no single ServicePort: two ports may want the same one. They
@@ -33,7 +30,6 @@ var nftContainers = [...]struct {
 	{nftNoEndpointNodePort, false},
 	{nftServiceNodePorts, false},
 	{nftHairpin, true},
-	{"", false}, // endpoint maps: the key starts with the map's name
 }
 
 const (
@@ -44,7 +40,6 @@ const (
 	cNoEndpointNodePorts
 	cServiceNodePorts
 	cHairpin
-	cEndpointSlots
 )
 
 // changeElems replaces the shared-container elements of port from old to
@@ -80,19 +75,6 @@ func (s *NFTablesSync) changeElems(prev *nftState, port ServicePortName, old, cu
 // value is deleted and added again, as kube-proxy does), then additions,
 // each grouped by container, in port order.
 func (s *NFTablesSync) elementOps(prev *nftState) {
-	// Endpoint map elements grouped by map, so that they batch.
-	if keys := s.touchedKeys[cEndpointSlots]; len(keys) > 1 {
-		buckets := make([][]string, len(nftSlotProtocols)*nftEndpointMaps)
-		for _, k := range keys {
-			name, _, _ := strings.Cut(k, " ")
-			i := nftEndpointMapIndex(name)
-			buckets[i] = append(buckets[i], k)
-		}
-		keys = keys[:0]
-		for _, b := range buckets {
-			keys = append(keys, b...)
-		}
-	}
 	for c, keys := range s.touchedKeys {
 		for _, k := range keys {
 			if old := prev.elems[c][k]; len(old) > 0 {

@@ -2,7 +2,6 @@ package proxyrules
 
 import (
 	"hash/fnv"
-	"net/netip"
 	"slices"
 	"strconv"
 
@@ -125,20 +124,6 @@ func nftEndpointMapName(proto, shard uint8) string {
 	return nftPrefixEndpointMap + nftSlotProtocols[proto] + "-" + string([]byte{hex[shard>>4], hex[shard&15]})
 }
 
-// nftEndpointMapIndex is proto*nftEndpointMaps+shard from a map name.
-func nftEndpointMapIndex(name string) int {
-	rest := name[len(nftPrefixEndpointMap):]
-	proto := 0
-	for i, p := range nftSlotProtocols {
-		if len(rest) > len(p) && rest[:len(p)] == p && rest[len(p)] == '-' {
-			proto, rest = i, rest[len(p)+1:]
-			break
-		}
-	}
-	shard, _ := strconv.ParseUint(rest[:2], 16, 8)
-	return proto*nftEndpointMaps + int(shard)
-}
-
 // endpointMap is the map object of a shard. All of them are created by
 // every full sync, so that partial syncs never need to.
 func (w *nftWriter) endpointMap(proto, shard uint8) *knftables.Map {
@@ -151,9 +136,19 @@ func (w *nftWriter) endpointMap(proto, shard uint8) *knftables.Map {
 // its rules unless old (what the chain had) can take the new endpoints
 // with map element changes alone, and its elements.
 func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, chain string, eps []*Endpoint, old *nftSlots) nftSlots {
-	values := make([]string, len(eps))
+	// One string holds the chain's values, each a substring of it.
+	b := w.buf[:0]
+	ends := make([]int, len(eps))
 	for i, ep := range eps {
-		values[i] = nftSlotValue(ep.Addr)
+		b = ep.Addr.Addr().AppendTo(b)
+		b = append(b, " . "...)
+		b = strconv.AppendUint(b, uint64(ep.Addr.Port()), 10)
+		ends[i] = len(b)
+	}
+	all := string(b)
+	values := make([]string, len(eps))
+	for i, start := 0, 0; i < len(eps); i++ {
+		values[i], start = all[start:ends[i]], ends[i]
 	}
 	n := len(values)
 	var s nftSlots
@@ -165,10 +160,16 @@ func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, c
 		s = nftSlots{proto: uint8(slices.Index(nftSlotProtocols[:], proto)), shard: nftEndpointShard(chain), capacity: n + grow, floor: max(n-grow, 1), eps: values}
 		s.base = w.next.allocSlots(s.proto, s.shard, s.capacity)
 	}
-	name := nftEndpointMapName(s.proto, s.shard)
-	b := w.buf[:0]
+	name := nftEndpointMapNames[int(s.proto)*nftEndpointMaps+int(s.shard)]
+	// The ladder's rules, as substrings of one string.
+	b = b[:0]
+	rules := s.capacity - s.floor + 1
+	if cap(ends) < rules {
+		ends = make([]int, rules)
+	}
+	ends = ends[:rules]
 	for m := s.capacity; m >= s.floor; m-- {
-		b = append(b[:0], "meta l4proto "...)
+		b = append(b, "meta l4proto "...)
 		b = append(b, proto...)
 		b = append(b, " dnat "...)
 		b = append(b, w.ip...)
@@ -178,18 +179,84 @@ func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, c
 		b = strconv.AppendUint(b, uint64(s.base), 10)
 		b = append(b, " map @"...)
 		b = append(b, name...)
-		o.rule(chain, string(b), "")
+		ends[s.capacity-m] = len(b)
+	}
+	all = string(b)
+	for i, start := 0, 0; i < rules; i++ {
+		o.rule(chain, all[start:ends[i]], "")
+		start = ends[i]
 	}
 	w.buf = b
-	for i, v := range s.eps {
-		rec.elems = append(rec.elems, nftElem{c: cEndpointSlots, key: name + " " + strconv.FormatUint(uint64(s.base)+uint64(i), 10), value: v})
-	}
 	return s
 }
 
-func nftSlotValue(a netip.AddrPort) string {
-	return a.Addr().String() + " . " + strconv.Itoa(int(a.Port()))
+// slotOps writes the endpoint map elements that change from old to cur
+// (records of one port; either may be nil): deletions to dels and
+// additions to adds, by map, so that each map's come in one command. Keys
+// are the port's own, so unlike the shared sets' elements they need no
+// owners.
+func slotOps(dels, adds *[len(nftSlotProtocols) * nftEndpointMaps][]nftOp, old, cur *nftPortRecord) {
+	// Keys are numbers: each is formatted once into keys, a string of
+	// them all, and taken as a substring.
+	var b []byte
+	var ends []int
+	key := func(base uint32, k int) string { return strconv.FormatUint(uint64(base)+uint64(k), 10) }
+	if old == nil && cur != nil {
+		// A new port (every port of a first sync): its keys in one string.
+		for i := range 2 {
+			for k := range cur.slots[i].eps {
+				b = strconv.AppendUint(b, uint64(cur.slots[i].base)+uint64(k), 10)
+				ends = append(ends, len(b))
+			}
+		}
+		all, n, start := string(b), 0, 0
+		key = func(uint32, int) string {
+			k := all[start:ends[n]]
+			start = ends[n]
+			n++
+			return k
+		}
+	}
+	for i := range 2 {
+		var o, c nftSlots
+		if old != nil {
+			o = old.slots[i]
+		}
+		if cur != nil {
+			c = cur.slots[i]
+		}
+		same := o.proto == c.proto && o.shard == c.shard && o.base == c.base
+		for k := range max(len(o.eps), len(c.eps)) {
+			var was, is string
+			if k < len(o.eps) {
+				was = o.eps[k]
+			}
+			if k < len(c.eps) {
+				is = c.eps[k]
+			}
+			if same && was == is {
+				continue
+			}
+			if was != "" && (!same || is != was) {
+				m := int(o.proto)*nftEndpointMaps + int(o.shard)
+				dels[m] = append(dels[m], nftOp{verb: nftDelete, kind: nftMapElem, name: nftEndpointMapNames[m], text: strconv.FormatUint(uint64(o.base)+uint64(k), 10)})
+			}
+			if is != "" {
+				m := int(c.proto)*nftEndpointMaps + int(c.shard)
+				adds[m] = append(adds[m], nftOp{verb: nftAdd, kind: nftMapElem, name: nftEndpointMapNames[m], text: key(c.base, k), value: is})
+			}
+		}
+	}
 }
+
+// nftEndpointMapNames are the maps' names by proto*nftEndpointMaps+shard.
+var nftEndpointMapNames = func() []string {
+	names := make([]string, len(nftSlotProtocols)*nftEndpointMaps)
+	for i := range names {
+		names[i] = nftEndpointMapName(uint8(i/nftEndpointMaps), uint8(i%nftEndpointMaps))
+	}
+	return names
+}()
 
 // refillSlots puts values in the slots old held: an endpoint that stays
 // keeps its key, a new one takes the key of one that went, and keys left

@@ -69,9 +69,6 @@ func (o *nftOps) element(v nftVerb, e *nftElem) {
 		kind = nftSetElem
 	}
 	op := nftOp{verb: v, kind: kind, name: nftContainers[e.c].name, text: e.key}
-	if e.c == cEndpointSlots {
-		op.name, op.text, _ = strings.Cut(e.key, " ")
-	}
 	if v == nftAdd {
 		op.value, op.comment = e.value, e.comment
 	}
