@@ -17,18 +17,21 @@ func BenchmarkNFTablesFullSync(b *testing.B) {
 	ns := testenv.NetNSes(b, "kubeproxy")[0]
 	for _, n := range []int{1000, 10000} {
 		set := benchCluster(n)
-		b.Run(fmt.Sprintf("impl=nodekit/services=%d/endpoints=10", n), func(b *testing.B) {
-			b.ReportAllocs()
-			var g proxyrules.NFTables
-			var ops, size int
-			for b.Loop() {
-				m, _ := proxyrules.NewModel(set.cfg, set.services, set.slices)
-				s := g.Sync(m, true)
-				ops, size = s.NumOperations(), len(s.Script())
-			}
-			b.ReportMetric(float64(ops), "ops")
-			b.ReportMetric(float64(size), "script-bytes")
-		})
+		for _, layout := range []proxyrules.NFTablesLayout{proxyrules.NFTablesEndpointMaps, proxyrules.NFTablesKubeProxy} {
+			b.Run(fmt.Sprintf("impl=nodekit/layout=%s/services=%d/endpoints=10", layout, n), func(b *testing.B) {
+				b.ReportAllocs()
+				var ops, size int
+				for b.Loop() {
+					// A proxy's first sync, into a table it has not seen.
+					g := proxyrules.NFTables{Layout: layout}
+					m, _ := proxyrules.NewModel(set.cfg, set.services, set.slices)
+					s := g.Sync(m, true)
+					ops, size = s.NumOperations(), len(s.Script())
+				}
+				b.ReportMetric(float64(ops), "ops")
+				b.ReportMetric(float64(size), "script-bytes")
+			})
+		}
 		b.Run(fmt.Sprintf("impl=upstream/services=%d/endpoints=10", n), func(b *testing.B) {
 			b.ReportAllocs()
 			var ops, size int
@@ -57,24 +60,26 @@ func BenchmarkNFTablesOneServiceChange(b *testing.B) {
 	before := set.slices[5000]
 	after := before.DeepCopy()
 	after.Endpoints = after.Endpoints[:9]
-	b.Run("impl=nodekit/services=10000/endpoints=10", func(b *testing.B) {
-		// As a running proxy: a Tracker fed by informer events.
-		b.ReportAllocs()
-		tr := trackerFor(b, set)
-		var g proxyrules.NFTables
-		m, _ := tr.Model()
-		g.Sync(m, true).Commit()
-		var ops int
-		for i := 0; b.Loop(); i++ {
-			tr.SetEndpointSlice([]*discoveryv1.EndpointSlice{after, before}[i%2])
+	for _, layout := range []proxyrules.NFTablesLayout{proxyrules.NFTablesEndpointMaps, proxyrules.NFTablesKubeProxy} {
+		b.Run(fmt.Sprintf("impl=nodekit/layout=%s/services=10000/endpoints=10", layout), func(b *testing.B) {
+			// As a running proxy: a Tracker fed by informer events.
+			b.ReportAllocs()
+			tr := trackerFor(b, set)
+			g := proxyrules.NFTables{Layout: layout}
 			m, _ := tr.Model()
-			s := g.Sync(m, false)
-			_ = s.Script()
-			s.Commit()
-			ops = s.NumOperations()
-		}
-		b.ReportMetric(float64(ops), "ops")
-	})
+			g.Sync(m, true).Commit()
+			var ops int
+			for i := 0; b.Loop(); i++ {
+				tr.SetEndpointSlice([]*discoveryv1.EndpointSlice{after, before}[i%2])
+				m, _ := tr.Model()
+				s := g.Sync(m, false)
+				_ = s.Script()
+				s.Commit()
+				ops = s.NumOperations()
+			}
+			b.ReportMetric(float64(ops), "ops")
+		})
+	}
 	b.Run("impl=upstream/services=10000/endpoints=10", func(b *testing.B) {
 		b.ReportAllocs()
 		u := newUpstreamNFTProxier(b, ns, set.cfg, false)
