@@ -227,9 +227,10 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			// the table's sets in the order they were created.
 			for proto := range nftSlotProtocols {
 				for shard := range nftEndpointMaps {
-					s.ops.object(nftAdd, w.endpointMap(uint8(proto), uint8(shard)))
+					ops := nftEndpointMapOps(s.family, proto*nftEndpointMaps+shard)
+					s.ops = append(s.ops, ops[nftAdd])
 					if g.committed == nil {
-						s.ops.object(nftFlush, &knftables.Map{Name: nftEndpointMapName(uint8(proto), uint8(shard))})
+						s.ops = append(s.ops, ops[nftFlush])
 					}
 				}
 			}
@@ -247,7 +248,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		next.byPort = make(map[*PortState]*nftPortRecord, len(m.Ports))
 	}
 	seen := 0 // ports of m that prev has
-	var slotDels, slotAdds [len(nftSlotProtocols) * nftEndpointMaps][]nftOp
+	var slots []nftSlotElem
 	var staleChains, staleSets, revived []string
 	for _, p := range m.Ports {
 		if incremental && prev.byPort[p] != nil {
@@ -277,7 +278,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			}
 			s.Written = append(s.Written, p.Name)
 			if (old != nil && old.slots[0].capacity+old.slots[1].capacity > 0) || rec.slots[0].capacity+rec.slots[1].capacity > 0 {
-				slotOps(&slotDels, &slotAdds, old, rec)
+				slots = appendSlotElems(slots, old, rec)
 			}
 			if old == nil || !slices.Equal(old.elems, rec.elems) {
 				s.changeElems(prev, p.Name, old, rec)
@@ -329,7 +330,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			delete(next.byPort, old.port)
 		}
 		s.changeElems(prev, name, old, nil)
-		slotOps(&slotDels, &slotAdds, old, nil)
+		slots = appendSlotElems(slots, old, nil)
 		staleChains = append(staleChains, old.chains...)
 		staleSets = append(staleSets, old.sets...)
 	}
@@ -353,12 +354,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	}
 
 	s.elementOps(prev)
-	for _, ops := range slotDels {
-		s.ops = append(s.ops, ops...)
-	}
-	for _, ops := range slotAdds {
-		s.ops = append(s.ops, ops...)
-	}
+	s.ops = appendSlotOps(s.ops, slots)
 
 	slices.Sort(staleChains)
 	staleChains = slices.Compact(staleChains)
@@ -411,7 +407,7 @@ func estimateOps(m *Model, layout NFTablesLayout) int {
 		}
 		switch {
 		case layout == NFTablesEndpointMaps && !p.ClientIPAffinity:
-			// a ladder of about 3n/4 rules and n elements per chain
+			// a ladder of about n/2+1 rules and n elements per chain
 			n += 2*(len(p.Cluster)+len(p.Local)) + 4
 		case layout == NFTablesEndpointRules || p.ClientIPAffinity:
 			n += len(p.Cluster) + len(p.Local)

@@ -4,6 +4,8 @@ import (
 	"hash/fnv"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 
 	"sigs.k8s.io/knftables"
 )
@@ -124,13 +126,37 @@ func nftEndpointMapName(proto, shard uint8) string {
 	return nftPrefixEndpointMap + nftSlotProtocols[proto] + "-" + string([]byte{hex[shard>>4], hex[shard&15]})
 }
 
-// endpointMap is the map object of a shard. All of them are created by
-// every full sync, so that partial syncs never need to.
-func (w *nftWriter) endpointMap(proto, shard uint8) *knftables.Map {
-	return &knftables.Map{Name: nftEndpointMapName(proto, shard),
-		TypeOf:  "numgen random mod 1 : " + w.ip + " daddr . " + nftSlotProtocols[proto] + " dport",
-		Comment: ptrTo("endpoints of service chains, by slot")}
+// nftEndpointMapOps are the operations that add and flush an endpoint map
+// (index proto*nftEndpointMaps+shard), with their commands written in
+// advance: every full sync adds all of them (so that partial syncs never
+// need to), and knftables takes a while to write a command.
+func nftEndpointMapOps(family knftables.Family, index int) *[nftFlush + 1]nftOp {
+	f := 0
+	if family == knftables.IPv6Family {
+		f = 1
+	}
+	nftEndpointMapOpsOnce[f].Do(func() {
+		ip := string(family)
+		ops := make([][nftFlush + 1]nftOp, len(nftSlotProtocols)*nftEndpointMaps)
+		for i := range ops {
+			m := &knftables.Map{Name: nftEndpointMapNames[i],
+				TypeOf:  "numgen random mod 1 : " + ip + " daddr . " + nftSlotProtocols[i/nftEndpointMaps] + " dport",
+				Comment: ptrTo("endpoints of service chains, by slot")}
+			for _, v := range []nftVerb{nftAdd, nftFlush} {
+				op := nftOp{verb: v, kind: nftObject, obj: m}
+				op.text = strings.TrimSuffix(string(nftOps{op}.script(family, false)), "\n")
+				ops[i][v] = op
+			}
+		}
+		nftEndpointMapOpsCache[f] = ops
+	})
+	return &nftEndpointMapOpsCache[f][index]
 }
+
+var (
+	nftEndpointMapOpsOnce  [2]sync.Once
+	nftEndpointMapOpsCache [2][][nftFlush + 1]nftOp
+)
 
 // endpointSlots writes a chain's endpoints in the endpoint-maps layout:
 // its rules unless old (what the chain had) can take the new endpoints
@@ -190,19 +216,23 @@ func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, c
 	return s
 }
 
-// slotOps writes the endpoint map elements that change from old to cur
-// (records of one port; either may be nil): deletions to dels and
-// additions to adds, by map, so that each map's come in one command. Keys
-// are the port's own, so unlike the shared sets' elements they need no
-// owners.
-func slotOps(dels, adds *[len(nftSlotProtocols) * nftEndpointMaps][]nftOp, old, cur *nftPortRecord) {
-	// Keys are numbers: each is formatted once into keys, a string of
-	// them all, and taken as a substring.
+// nftSlotElem is an endpoint map element a sync adds or deletes.
+type nftSlotElem struct {
+	m          uint16 // the map: proto*nftEndpointMaps+shard
+	del        bool
+	key, value string
+}
+
+// appendSlotElems appends the endpoint map elements that change from old
+// to cur (records of one port; either may be nil). Keys are the port's
+// own, so unlike the shared sets' elements they need no owners.
+func appendSlotElems(elems []nftSlotElem, old, cur *nftPortRecord) []nftSlotElem {
+	// Keys are numbers: a new port's (every port of a first sync) are
+	// formatted into one string and taken as substrings of it.
 	var b []byte
 	var ends []int
 	key := func(base uint32, k int) string { return strconv.FormatUint(uint64(base)+uint64(k), 10) }
 	if old == nil && cur != nil {
-		// A new port (every port of a first sync): its keys in one string.
 		for i := range 2 {
 			for k := range cur.slots[i].eps {
 				b = strconv.AppendUint(b, uint64(cur.slots[i].base)+uint64(k), 10)
@@ -237,16 +267,52 @@ func slotOps(dels, adds *[len(nftSlotProtocols) * nftEndpointMaps][]nftOp, old, 
 			if same && was == is {
 				continue
 			}
-			if was != "" && (!same || is != was) {
-				m := int(o.proto)*nftEndpointMaps + int(o.shard)
-				dels[m] = append(dels[m], nftOp{verb: nftDelete, kind: nftMapElem, name: nftEndpointMapNames[m], text: strconv.FormatUint(uint64(o.base)+uint64(k), 10)})
+			if was != "" {
+				elems = append(elems, nftSlotElem{m: uint16(int(o.proto)*nftEndpointMaps + int(o.shard)), del: true, key: strconv.FormatUint(uint64(o.base)+uint64(k), 10)})
 			}
 			if is != "" {
-				m := int(c.proto)*nftEndpointMaps + int(c.shard)
-				adds[m] = append(adds[m], nftOp{verb: nftAdd, kind: nftMapElem, name: nftEndpointMapNames[m], text: key(c.base, k), value: is})
+				elems = append(elems, nftSlotElem{m: uint16(int(c.proto)*nftEndpointMaps + int(c.shard)), key: key(c.base, k), value: is})
 			}
 		}
 	}
+	return elems
+}
+
+// appendSlotOps appends the operations of elems: deletions first (a key
+// may be deleted and added again), each map's together so that they batch.
+func appendSlotOps(ops nftOps, elems []nftSlotElem) nftOps {
+	if len(elems) == 0 {
+		return ops
+	}
+	// A counting sort by (deletion first, map).
+	const maps = len(nftSlotProtocols) * nftEndpointMaps
+	var at [2*maps + 1]int
+	for i := range elems {
+		b := int(elems[i].m)
+		if !elems[i].del {
+			b += maps
+		}
+		at[b+1]++
+	}
+	for b := 1; b < len(at); b++ {
+		at[b] += at[b-1]
+	}
+	start := len(ops)
+	ops = slices.Grow(ops, len(elems))[:start+len(elems)]
+	for i := range elems {
+		e := &elems[i]
+		b := int(e.m)
+		op := nftOp{kind: nftMapElem, name: nftEndpointMapNames[e.m], text: e.key}
+		if e.del {
+			op.verb = nftDelete
+		} else {
+			b += maps
+			op.value = e.value
+		}
+		ops[start+at[b]] = op
+		at[b]++
+	}
+	return ops
 }
 
 // nftEndpointMapNames are the maps' names by proto*nftEndpointMaps+shard.

@@ -16,7 +16,7 @@ type nftOp struct {
 	kind    nftKind
 	obj     knftables.Object // kind nftObject
 	name    string           // chain; the chain of a rule; the set or map of an element
-	text    string           // rule; element key, its parts joined by " . "
+	text    string           // rule; element key, its parts joined by " . "; an object's command, if written in advance
 	value   string           // map element value
 	comment string           // "" for none
 }
@@ -143,6 +143,11 @@ func (o nftOps) appendScript(b []byte, family knftables.Family, batch bool) []by
 		op := &o[i]
 		switch op.kind {
 		case nftObject:
+			if op.text != "" { // written in advance
+				b = append(b, op.text...)
+				b = append(b, '\n')
+				continue
+			}
 			// The few top-level objects are written by knftables itself.
 			one := nftOps{*op}
 			tx := knftables.NewFake(family, NFTablesTable).NewTransaction()
