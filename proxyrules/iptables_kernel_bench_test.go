@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,12 +16,9 @@ import (
 	"github.com/kube-nodekit/nodekit/internal/testenv"
 )
 
-// kernelLoadTimeout bounds one full load. iptables-nft-restore 1.8.9 is
-// worse than quadratic in the chains of one input (every command inserts
-// its chain and jump target into a sorted linked list, cache_chain_list_insert
-// in iptables/nft-cache.c): 1,000 Services x 10 load in about 4 s, 3,000 in
-// about 3 minutes, 10,000 would take hours. Such a load is reported as not
-// finished rather than waited for.
+// kernelLoadTimeout bounds one full load. With one iptables-nft-restore,
+// 10,000 Services would take hours (see stagePayload); such a load is
+// reported as not finished rather than waited for.
 const kernelLoadTimeout = 5 * time.Minute
 
 // notFinished remembers the loads that timed out, so that -count N does not
@@ -72,9 +67,9 @@ func (r *restoreMeter) report(b *testing.B) {
 //
 //   - full: from Services and EndpointSlices to rules in force (model,
 //     generation, the jump rules, iptables-restore) in a namespace that has
-//     no rules yet. load=single is the applier (one iptables-restore, as
-//     kube-proxy does); load=staged is an alternative measured for
-//     iptables-nft, see stagePayload.
+//     no rules yet. load=one-restore loads the payload with one
+//     iptables-restore, as kube-proxy does; load=staged is what the applier
+//     does with iptables-nft (see stagePayload).
 //   - changed=1: one EndpointSlice update among loaded rules: Tracker,
 //     partial sync, iptables-restore --noflush.
 //
@@ -86,7 +81,7 @@ func BenchmarkIPTablesKernel(b *testing.B) {
 		svcs, eps := cluster(n, 10)
 		for _, backend := range []IPTablesBackend{IPTablesNFT, IPTablesLegacy} {
 			name := fmt.Sprintf("backend=%s/services=%d/endpoints=10", backend, n)
-			loads := []string{"single"}
+			loads := []string{"one-restore"}
 			if backend == IPTablesNFT {
 				loads = append(loads, "staged")
 			}
@@ -118,11 +113,10 @@ func benchFullLoad(b *testing.B, backend IPTablesBackend, staged bool, svcs []*c
 			b.Fatal(err)
 		}
 		a := &IPTablesApplier{Exec: r.exec, Backend: backend}
-		if staged {
-			_, err = stagedFullLoad(ctx, a, m)
-		} else {
-			_, err = a.Apply(ctx, m, true)
+		if !staged {
+			a.stageRules = -1
 		}
+		_, err = a.Apply(ctx, m, true)
 		timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if timedOut {
@@ -155,14 +149,8 @@ func benchOneServiceChange(b *testing.B, backend IPTablesBackend, svcs []*corev1
 	m, _ := tr.Model()
 	ctx, cancel := context.WithTimeout(context.Background(), kernelLoadTimeout)
 	defer cancel()
-	// The rules the change lands on; with iptables-nft only a staged load
-	// gets 10,000 Services in within the timeout. The state is the same.
-	if backend == IPTablesNFT {
-		_, err = stagedFullLoad(ctx, a, m)
-	} else {
-		_, err = a.Apply(ctx, m, true)
-	}
-	if err != nil {
+	// The rules the change lands on (with iptables-nft, a staged load).
+	if _, err := a.Apply(ctx, m, true); err != nil {
 		b.Fatalf("loading the rules to change: %v", err)
 	}
 	*r = restoreMeter{ns: r.ns}
@@ -181,254 +169,4 @@ func benchOneServiceChange(b *testing.B, backend IPTablesBackend, svcs []*corev1
 		}
 	}
 	r.report(b)
-}
-
-// stageRules is about how many rules a stage of a staged load carries:
-// small enough that iptables-nft-restore's chain list stays short, large
-// enough that starting the tool (a few ms) does not dominate.
-const stageRules = 2000
-
-// stagedFullLoad is Apply's full load with the payload cut by stagePayload
-// and loaded by one iptables-restore per stage.
-func stagedFullLoad(ctx context.Context, a *IPTablesApplier, m *Model) (*IPTablesSync, error) {
-	restore := a.Backend.tool(a.IPv6, "-restore")
-	s := a.gen.Sync(m, true)
-	if err := ensureJumps(ctx, a.Exec, a.Backend.tool(a.IPv6, "")); err != nil {
-		return s, err
-	}
-	for _, stage := range stagePayload(s.Payload, stageRules) {
-		if out, err := a.Exec(ctx, stage, restore, "-w", "5", "--noflush", "--counters"); err != nil {
-			return s, restoreError(restore, stage, out, err)
-		}
-	}
-	s.Commit()
-	a.started = true
-	return s, nil
-}
-
-// stagePayload cuts a full payload into inputs for several
-// iptables-restore --noflush runs that together load the same rules, so
-// that no one run carries many chains:
-//
-//  1. the nat chains the per-ServicePort chains jump to (KUBE-MARK-MASQ);
-//  2. the per-ServicePort chains (KUBE-SVC/SVL/EXT/FW/SEP), a ServicePort's
-//     chains always in the same stage, about perStage rules a stage;
-//  3. the filter table, the other nat chains (KUBE-SERVICES,
-//     KUBE-NODEPORTS, KUBE-POSTROUTING) and the deletions of stale chains.
-//
-// Nothing jumps to a per-ServicePort chain written in stage 2 until stage
-// 3 commits, so on a first load traffic sees the new rules at once, as
-// with one restore. On a resync over loaded rules it would not: a
-// ServicePort's rewritten chains would be in force before the dispatch
-// rules that go with them, and a failure halfway would leave a mix.
-func stagePayload(payload []byte, perStage int) [][]byte {
-	type chain struct {
-		decl  string
-		rules []string
-	}
-	var (
-		filter  []string
-		nat     = map[string]*chain{}
-		order   []string // nat chains by first appearance
-		deletes []string
-		table   string
-	)
-	get := func(name string) *chain {
-		c := nat[name]
-		if c == nil {
-			c = &chain{}
-			nat[name] = c
-			order = append(order, name)
-		}
-		return c
-	}
-	for line := range strings.Lines(string(payload)) {
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = strings.TrimSpace(line[1:])
-			continue
-		case line == "COMMIT\n":
-			continue
-		}
-		if table != "nat" {
-			filter = append(filter, line)
-			continue
-		}
-		switch {
-		case strings.HasPrefix(line, ":"):
-			get(strings.Fields(line[1:])[0]).decl = line
-		case strings.HasPrefix(line, "-A "):
-			c := get(strings.Fields(line)[1])
-			c.rules = append(c.rules, line)
-		default:
-			deletes = append(deletes, line)
-		}
-	}
-	perPort := func(name string) bool {
-		for _, p := range []string{prefixSVC, prefixSVL, prefixEXT, prefixFW, prefixSEP} {
-			if strings.HasPrefix(name, p) {
-				return true
-			}
-		}
-		return false
-	}
-	target := func(rule string) string {
-		_, t, _ := strings.Cut(rule, " -j ")
-		return strings.Fields(t + " ")[0]
-	}
-
-	// A ServicePort's chains: the per-port chains joined by jumps.
-	root := map[string]string{}
-	var find func(string) string
-	find = func(x string) string {
-		if r, ok := root[x]; ok && r != x {
-			root[x] = find(r)
-			return root[x]
-		}
-		root[x] = x
-		return x
-	}
-	first := map[string]bool{} // nat chains the per-port chains jump to
-	for _, name := range order {
-		if !perPort(name) {
-			continue
-		}
-		find(name)
-		for _, r := range nat[name].rules {
-			switch t := target(r); {
-			case perPort(t):
-				root[find(t)] = find(name)
-			case nat[t] != nil:
-				first[t] = true
-			}
-		}
-	}
-	write := func(buf *bytes.Buffer, names []string) {
-		for _, n := range names {
-			buf.WriteString(nat[n].decl)
-		}
-		for _, n := range names {
-			for _, r := range nat[n].rules {
-				buf.WriteString(r)
-			}
-		}
-	}
-	var stages [][]byte
-	var prep, last []string
-	for _, name := range order {
-		switch {
-		case first[name]:
-			prep = append(prep, name)
-		case !perPort(name):
-			last = append(last, name)
-		}
-	}
-	if len(prep) > 0 {
-		var buf bytes.Buffer
-		buf.WriteString("*nat\n")
-		write(&buf, prep)
-		buf.WriteString("COMMIT\n")
-		stages = append(stages, buf.Bytes())
-	}
-	groups := map[string][]string{}
-	var roots []string
-	for _, name := range order {
-		if perPort(name) {
-			r := find(name)
-			if groups[r] == nil {
-				roots = append(roots, r)
-			}
-			groups[r] = append(groups[r], name)
-		}
-	}
-	for len(roots) > 0 {
-		var names []string
-		rules := 0
-		for len(roots) > 0 && rules < perStage {
-			for _, n := range groups[roots[0]] {
-				names = append(names, n)
-				rules += len(nat[n].rules)
-			}
-			roots = roots[1:]
-		}
-		var buf bytes.Buffer
-		buf.WriteString("*nat\n")
-		write(&buf, names)
-		buf.WriteString("COMMIT\n")
-		stages = append(stages, buf.Bytes())
-	}
-	var buf bytes.Buffer
-	if len(filter) > 0 {
-		buf.WriteString("*filter\n")
-		for _, l := range filter {
-			buf.WriteString(l)
-		}
-		buf.WriteString("COMMIT\n")
-	}
-	buf.WriteString("*nat\n")
-	write(&buf, last)
-	for _, l := range deletes {
-		buf.WriteString(l)
-	}
-	buf.WriteString("COMMIT\n")
-	return append(stages, buf.Bytes())
-}
-
-// TestIPTablesStagedLoadMatchesSingle: the staged load the benchmark
-// measures puts in the kernel exactly the rules one restore does.
-func TestIPTablesStagedLoadMatchesSingle(t *testing.T) {
-	svcs, eps := cluster(300, 10)
-	m := mustModel(t, DefaultConfig("node1"), svcs, eps)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dumps := map[bool]string{}
-	for _, staged := range []bool{false, true} {
-		ns := testenv.NetNSes(t, "node")[0]
-		run := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-			return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
-		}
-		a := &IPTablesApplier{Exec: run}
-		var err error
-		if staged {
-			var s *IPTablesSync
-			s, err = stagedFullLoad(ctx, a, m)
-			if n := len(stagePayload(s.Payload, stageRules)); err == nil && n < 3 {
-				t.Fatalf("%d stages, want several", n)
-			}
-		} else {
-			_, err = a.Apply(ctx, m, true)
-		}
-		if err != nil {
-			t.Fatalf("staged=%v: %v", staged, err)
-		}
-		dumps[staged] = byChain(ns.Run(t, "iptables-nft-save"))
-	}
-	if dumps[false] != dumps[true] {
-		t.Fatalf("a staged load left other rules than one restore:\nsingle:\n%.3000s\nstaged:\n%.3000s", dumps[false], dumps[true])
-	}
-}
-
-// byChain is an iptables-save dump with its chains sorted by table and
-// name, each chain's rules in their order: two dumps of the same rules
-// loaded in a different order compare equal.
-func byChain(dump string) string {
-	chains := map[string][]string{}
-	table := ""
-	for l := range strings.Lines(dump) {
-		switch {
-		case strings.HasPrefix(l, "*"):
-			table = l
-		case strings.HasPrefix(l, ":"):
-			key := table + strings.Fields(l[1:])[0]
-			chains[key] = append(chains[key], l)
-		case strings.HasPrefix(l, "-A "):
-			key := table + strings.Fields(l)[1]
-			chains[key] = append(chains[key], l)
-		}
-	}
-	var out strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(chains)) {
-		out.WriteString(strings.Join(chains[k], ""))
-	}
-	return out.String()
 }
