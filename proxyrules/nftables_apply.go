@@ -18,6 +18,14 @@ type NFTablesApplier struct {
 	Exec Exec
 	// NFTables generates the rules; set its options before the first Apply.
 	NFTables NFTables
+	// NetNS is the network namespace Exec programs, as a path (such as
+	// /run/netns/NAME), or "host" for this process's own. With it, a
+	// sync made only of endpoint map elements (an endpoint change in the
+	// NFTablesEndpointMaps layout, within the chain's capacity) is sent to
+	// the kernel over netlink directly, one batch, without starting nft,
+	// which spends about 40 ms reading a table of 10,000 Services before
+	// it applies anything. Empty: every sync goes through nft.
+	NetNS string
 
 	started bool
 }
@@ -41,6 +49,17 @@ func (a *NFTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*NFTa
 		full = true
 	}
 	s := a.NFTables.Sync(m, full)
+	if a.NetNS != "" && s.netlinkElementsOnly() {
+		netns := a.NetNS
+		if netns == "host" {
+			netns = ""
+		}
+		if err := s.applyNetlink(netns); err != nil {
+			return s, err
+		}
+		s.Commit()
+		return s, nil
+	}
 	script := s.Script()
 	if out, err := run(ctx, script, "nft", "-f", "-"); err != nil {
 		return s, nftError(script, out, err)

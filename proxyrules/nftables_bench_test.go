@@ -181,10 +181,17 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		svcs, eps := cluster(n, 10)
 		cfg := DefaultConfig("node1")
-		for _, v := range nftLoadVariants {
-			if v.script != "block" {
-				continue // a partial sync is a handful of commands
-			}
+		variants := []struct {
+			name    string
+			layout  NFTablesLayout
+			netlink bool // NFTablesApplier.NetNS set: element-only syncs over netlink
+		}{
+			{"layout=endpoint-maps/apply=netlink", NFTablesEndpointMaps, true},
+			{"layout=endpoint-maps/apply=nft", NFTablesEndpointMaps, false},
+			{"layout=kube-proxy/apply=nft", NFTablesKubeProxy, false},
+			{"layout=endpoint-rules/apply=nft", NFTablesEndpointRules, false},
+		}
+		for _, v := range variants {
 			b.Run(fmt.Sprintf("services=%d/endpoints=10/changed=1/%s", n, v.name), func(b *testing.B) {
 				nftBenchLayout(b, v.layout)
 				_, _ = ns.Exec(context.Background(), "nft", "delete", "table", "ip", NFTablesTable)
@@ -204,6 +211,17 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 					m, _ := tr.Model()
 					t1 := time.Now()
 					s := g.Sync(m, false)
+					if v.netlink && s.netlinkElementsOnly() {
+						t2 := time.Now()
+						if err := s.applyNetlink("/run/netns/" + ns.Name); err != nil {
+							b.Fatal(err)
+						}
+						s.Commit()
+						phases[0] += t1.Sub(t0)
+						phases[1] += t2.Sub(t1)
+						phases[2] += time.Since(t2)
+						continue
+					}
 					script := s.Script()
 					t2 := time.Now()
 					phases[3] += loadNFT(b, ns, script)

@@ -3,8 +3,11 @@ package proxyrules
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,19 +54,27 @@ func testNFTablesPartialSyncInKernel(t *testing.T, layout NFTablesLayout) {
 	services, slices := labServices(lab)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	applier := &NFTablesApplier{Exec: lab.nodeExec, NFTables: NFTables{Layout: layout}}
+	nftRuns := 0
+	exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+		if name == "nft" && argsContain(args, "-f") {
+			nftRuns++
+		}
+		return lab.nodeExec(ctx, stdin, name, args...)
+	}
+	applier := &NFTablesApplier{Exec: exec, NetNS: "/run/netns/" + lab.node.Name, NFTables: NFTables{Layout: layout}}
 	if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
 		t.Fatal(err)
 	}
 	// "web" loses be3: in the endpoint-maps layout, a change of map
-	// elements only.
+	// elements only, which the applier sends over netlink.
 	slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[0].String(), node: "node1"}, ep{ip: lab.backendIPs[1].String(), node: "other"})
+	before := nftRuns
 	s, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if script := string(s.Script()); layout == NFTablesEndpointMaps && (strings.Contains(script, "chain") || strings.Contains(script, "rule")) {
-		t.Fatalf("one endpoint fewer rewrote chains in the endpoint-maps layout:\n%s", script)
+	if script := string(s.Script()); layout == NFTablesEndpointMaps && (strings.Contains(script, "chain") || strings.Contains(script, "rule") || nftRuns != before) {
+		t.Fatalf("one endpoint fewer rewrote chains in the endpoint-maps layout, or ran nft (%d times):\n%s", nftRuns-before, script)
 	}
 	seen := map[string]bool{}
 	for range 40 {
@@ -169,6 +180,68 @@ func TestNFTablesFailedApplyKeepsRules(t *testing.T) {
 	if r, err := lab.dialTCP(t, addrPort("203.0.113.30:80")); err != nil || r.backend != "be3" {
 		t.Fatalf("after recovery the new Service reached %+v, %v; want be3", r, err)
 	}
+}
+
+func argsContain(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNFTablesNetlinkRefusalKeepsRules: a netlink batch the kernel refuses
+// (here: it deletes an element someone removed by hand) changes nothing,
+// names the refused element, is not committed, and goes through once the
+// element is back.
+func TestNFTablesNetlinkRefusalKeepsRules(t *testing.T) {
+	lab := newNetLab(t, 3)
+	services, slices := labServices(lab)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	applier := &NFTablesApplier{Exec: lab.nodeExec, NetNS: "/run/netns/" + lab.node.Name}
+	if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
+		t.Fatal(err)
+	}
+	// web loses be1: its key is deleted (and the last key's endpoint
+	// moves in).
+	var web *nftPortRecord
+	for name, rec := range applier.NFTables.committed.ports {
+		if name.Name == "web" {
+			web = rec
+		}
+	}
+	sl := web.slots[0]
+	i := indexOf(sl.eps, lab.backendIPs[0].String()+" . 8080")
+	key := nftEndpointMapNames[int(sl.proto)*nftEndpointMaps+int(sl.shard)] + " { " + strconv.FormatUint(uint64(sl.base)+uint64(len(sl.eps)-1), 10) + " }"
+	lab.node.Run(t, "nft", "delete element ip kube-proxy "+key)
+	slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"}, ep{ip: lab.backendIPs[2].String(), node: "other"})
+	m := mustModel(t, labConfig(lab), services, slices)
+	if _, err := applier.Apply(ctx, m, false); err == nil || !strings.Contains(err.Error(), "delete element") || !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("apply over a missing element: err = %v, want ENOENT naming the element (slot %d)", err, i)
+	}
+	if out := lab.node.Run(t, "nft", "list", "table", "ip", NFTablesTable); !strings.Contains(out, lab.backendIPs[0].String()+" . 8080") {
+		t.Fatal("the refused batch changed the table")
+	}
+	lab.node.Run(t, "nft", "add element ip kube-proxy "+strings.Replace(key, " }", " : "+sl.eps[len(sl.eps)-1]+" }", 1))
+	if _, err := applier.Apply(ctx, m, false); err != nil {
+		t.Fatalf("the same change once the element is back: %v", err)
+	}
+	for range 20 {
+		if r, err := lab.dialTCP(t, addrPort("203.0.113.10:80")); err != nil || r.backend == "be1" {
+			t.Fatalf("after the change web reached %+v, %v; want be2 or be3", r, err)
+		}
+	}
+}
+
+func indexOf(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
 }
 
 // TestNFTablesBlockScriptLoadsTheSameTable: written as one table block
