@@ -49,7 +49,8 @@ type appliedPort struct {
 // IPTablesSync is one generated payload, to be loaded with
 // `iptables-restore --noflush` and then committed.
 type IPTablesSync struct {
-	// Payload is the iptables-restore input (filter and nat tables).
+	// Payload is the iptables-restore input (filter and nat tables). The
+	// generator keeps parts of it for later syncs: do not modify it.
 	Payload []byte
 	// Full is true when every chain was written.
 	Full bool
@@ -142,7 +143,7 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 		}
 		todo = append(todo, i)
 	}
-	writePorts(m, settings, g.seed(), recs, todo)
+	pooled := writePorts(m, settings, g.seed(), recs, todo)
 	s.changed = make([]*appliedPort, 0, len(todo))
 	if full {
 		s.Written = make([]ServicePortName, 0, len(m.Ports))
@@ -200,7 +201,10 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	}
 	slices.Sort(stale)
 	s.Deleted = slices.Compact(stale)
-	s.Payload = assemble(head(&m.Config), tail(&m.Config, s.Deleted), recs, written)
+	s.Payload = assemble(head(&m.Config), tail(&m.Config, s.Deleted), recs, written, full)
+	if full {
+		pooled.release() // the records now point into the payload
+	}
 	return s
 }
 
@@ -218,7 +222,7 @@ func largeCluster(m *Model) bool {
 // many as GOMAXPROCS allows, take the ports a chunk at a time, so that one
 // that loses its CPU to another process holds the others up by a chunk at
 // most.
-func writePorts(m *Model, settings generationSettings, seed maphash.Seed, recs []*appliedPort, todo []int) {
+func writePorts(m *Model, settings generationSettings, seed maphash.Seed, recs []*appliedPort, todo []int) blocks {
 	const chunk = 64
 	var total portSize
 	for _, i := range todo {
@@ -227,11 +231,13 @@ func writePorts(m *Model, settings generationSettings, seed maphash.Seed, recs [
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(todo)/(4*chunk)))
 	block := total.block(workers)
 	var next atomic.Int64
-	work := func() {
+	taken := make([]blocks, workers)
+	work := func(k int) {
 		w := &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, seed: seed, block: block}
 		for {
 			from := int(next.Add(chunk)) - chunk
 			if from >= len(todo) {
+				taken[k] = w.blocks
 				return
 			}
 			for _, i := range todo[from:min(from+chunk, len(todo))] {
@@ -240,14 +246,15 @@ func writePorts(m *Model, settings generationSettings, seed maphash.Seed, recs [
 		}
 	}
 	if workers == 1 {
-		work()
-		return
+		work(0)
+		return taken[0]
 	}
 	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(work)
+	for k := range workers {
+		wg.Go(func() { work(k) })
 	}
 	wg.Wait()
+	return slices.Concat(taken...)
 }
 
 // appendMissing appends to dst the chains of old that are not in cur.
@@ -336,8 +343,10 @@ func tail(cfg *Config, deleted []string) *section {
 }
 
 // assemble joins head, the ports' records (their own chains where written)
-// and tail into the payload, allocated once at its exact size.
-func assemble(h, t *section, recs []*appliedPort, written []bool) []byte {
+// and tail into the payload, allocated once at its exact size. With
+// repoint (a full sync, where every port is written) the records are made
+// to point into the payload, so they no longer need the writers' blocks.
+func assemble(h, t *section, recs []*appliedPort, written []bool, repoint bool) []byte {
 	const filterStart, natStart, end = "*filter\n", "COMMIT\n*nat\n", "COMMIT\n"
 	size := len(filterStart) + len(natStart) + len(end)
 	for _, sec := range []*section{h, t} {
@@ -350,19 +359,27 @@ func assemble(h, t *section, recs []*appliedPort, written []bool) []byte {
 		}
 	}
 	out := make([]byte, 0, size)
+	// put appends b to out and, with repoint, makes b the copy.
+	put := func(b *[]byte) {
+		at := len(out)
+		out = append(out, *b...)
+		if repoint {
+			*b = out[at:len(out):len(out)]
+		}
+	}
 	out = append(out, filterStart...)
 	out = append(out, h.filterChains.buf...)
 	out = append(out, t.filterChains.buf...)
 	out = append(out, h.filterRules.buf...)
 	for _, rec := range recs {
-		out = append(out, rec.filter...)
+		put(&rec.filter)
 	}
 	out = append(out, t.filterRules.buf...)
 	out = append(out, natStart...)
 	out = append(out, h.natChains.buf...)
 	for i, rec := range recs {
 		if written[i] {
-			out = append(out, rec.ownChains...)
+			put(&rec.ownChains)
 		}
 	}
 	out = append(out, t.natChains.buf...)
@@ -377,9 +394,15 @@ func assemble(h, t *section, recs []*appliedPort, written []bool) []byte {
 	}
 	copyNat := func(from, to, at int) {
 		for i := from; i < to; i++ {
-			at += copy(out[at:], recs[i].natTop)
-			if written[i] {
-				at += copy(out[at:], recs[i].ownRules)
+			for _, b := range []*[]byte{&recs[i].natTop, &recs[i].ownRules} {
+				if b == &recs[i].ownRules && !written[i] {
+					continue
+				}
+				n := copy(out[at:], *b)
+				if repoint {
+					*b = out[at : at+n : at+n]
+				}
+				at += n
 			}
 		}
 	}

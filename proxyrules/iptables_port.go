@@ -19,8 +19,10 @@ type portWriter struct {
 	// leaves out when they did not change.
 	filter, natTop, ownChains, ownRules lines
 
-	// block is the size of a new buffer when one runs out of room.
-	block portSize
+	// block is the size of a new buffer when one runs out of room;
+	// blocks are those taken from the pool.
+	block  portSize
+	blocks blocks
 
 	// Per port, set by port().
 	name, proto string
@@ -41,8 +43,7 @@ func (s *portSize) add(o portSize) {
 // work of size s: big enough to be allocated a few times only, small
 // enough to waste little.
 func (s portSize) block(n int) portSize {
-	const most = 1 << 20
-	size := func(total int) int { return min(most, total/n+1024) }
+	size := func(total int) int { return min(poolBlock, total/n+1024) }
 	return portSize{size(s.natTop), size(s.ownChains), size(s.ownRules)}
 }
 
@@ -68,9 +69,14 @@ func estimate(p *PortState, largeCluster bool) portSize {
 // reserve makes room in each buffer for a port of size s, in a new buffer
 // if need be: the records written so far keep the old one.
 func (w *portWriter) reserve(s portSize) {
-	w.natTop.reserve(s.natTop, w.block.natTop)
-	w.ownChains.reserve(s.ownChains, w.block.ownChains)
-	w.ownRules.reserve(s.ownRules, w.block.ownRules)
+	for _, r := range []struct {
+		l        *lines
+		n, block int
+	}{{&w.natTop, s.natTop, w.block.natTop}, {&w.ownChains, s.ownChains, w.block.ownChains}, {&w.ownRules, s.ownRules, w.block.ownRules}} {
+		if cap(r.l.buf)-len(r.l.buf) < r.n {
+			w.blocks.newBlock(r.l, r.n, r.block)
+		}
+	}
 }
 
 // port writes one ServicePort, as syncProxyRules' loop over the service

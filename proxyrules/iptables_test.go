@@ -187,3 +187,42 @@ func TestIPTablesParallelSyncEqualsSequential(t *testing.T) {
 		t.Fatalf("payloads differ: %d bytes sequential, %d parallel", len(sequential), len(parallel))
 	}
 }
+
+// TestIPTablesRecordsSurviveBlockReuse: after a full sync the generator's
+// records point into the payload and the writers' blocks go back to a
+// pool; another generator then writes into those blocks, and the first
+// one's next (partial) sync must still be right.
+func TestIPTablesRecordsSurviveBlockReuse(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	svcs, eps := cluster(3000, 10)
+	tr, err := NewTracker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range svcs {
+		tr.SetService(svcs[i])
+		tr.SetEndpointSlice(eps[i])
+	}
+	var g IPTables
+	m, _ := tr.Model()
+	g.Sync(m, true).Commit()
+
+	other, otherEps := cluster(3000, 9)
+	new(IPTables).Sync(mustModel(t, cfg, other, otherEps), true)
+
+	changed := eps[10].DeepCopy()
+	changed.Endpoints = changed.Endpoints[:5]
+	tr.SetEndpointSlice(changed)
+	m, _ = tr.Model()
+	s := g.Sync(m, true)
+	got := s.Payload
+	for _, c := range s.Deleted { // the chains of the endpoints that went
+		got = bytes.Replace(got, []byte(":"+c+" - [0:0]\n"), nil, 1)
+		got = bytes.Replace(got, []byte("-X "+c+"\n"), nil, 1)
+	}
+	eps[10] = changed
+	want := new(IPTables).Sync(mustModel(t, cfg, svcs, eps), true).Payload
+	if len(s.Deleted) != 5 || !bytes.Equal(got, want) {
+		t.Fatalf("full sync from kept records differs from a fresh one (%d and %d bytes)", len(got), len(want))
+	}
+}

@@ -12,14 +12,6 @@ type lines struct {
 	buf []byte
 }
 
-// reserve makes room for n more bytes: in a new buffer of at least block
-// bytes when the current one lacks it. Slices of the old buffer stay valid.
-func (l *lines) reserve(n, block int) {
-	if cap(l.buf)-len(l.buf) < n {
-		l.buf = make([]byte, 0, max(n, block))
-	}
-}
-
 func (l *lines) write(words ...string) {
 	l.start(words...)
 	l.end()
