@@ -95,6 +95,24 @@
 // changed; a payload that failed to load is simply not committed, and the
 // next sync carries its changes again.
 //
+// The iptables generator keeps, for each ServicePort, the bytes it wrote
+// (its lines in the top-level chains and its own chains) with a hash of
+// them. A partial sync copies the bytes of ports whose PortState is the
+// one it wrote them for (a Tracker keeps unchanged ports' PortStates) and
+// writes only the others; of those, it includes the own chains only when
+// their hash changed. Changed ports are written by as many goroutines as
+// GOMAXPROCS allows, each taking 64 ports at a time (a goroutine that
+// loses its CPU to another process holds the sync up by 64 ports at most)
+// into blocks of memory; the payload is then assembled from the ports'
+// bytes in order, so it is the same whatever the number of goroutines.
+// After a full sync the ports' bytes are the payload's own and the blocks
+// go back to a pool. Models are built the same way, a chunk of Services
+// at a time. Rules are appended word by word into those blocks, addresses
+// and numbers formatted in place, chain-name hashes computed once per
+// endpoint into one string per port: the model and payload of 10,000
+// Services x 10 endpoints take about 190,000 allocations, kube-proxy's
+// sync of the same 3.9 million.
+//
 // The nftables generator fingerprints each ServicePort's inputs (addresses,
 // policies, categorized endpoints) and keeps the operations it wrote for
 // it, so a partial sync writes nothing for an unchanged port and a full
