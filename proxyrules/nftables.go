@@ -17,8 +17,11 @@ import (
 // what was committed so that later syncs are partial: only the chains of
 // ServicePorts whose rules changed are rewritten and only the set and map
 // elements that changed are added or deleted, as kube-proxy's incremental
-// transactions do. The zero value is ready to use and starts with a full
-// sync.
+// transactions do. By default its per-ServicePort chains pick endpoints
+// from data maps (NFTablesEndpointMaps), a deliberate difference from
+// kube-proxy that loads about 7x faster and makes an endpoint change a
+// change of map elements; NFTablesKubeProxy writes kube-proxy's rules
+// exactly. The zero value is ready to use and starts with a full sync.
 type NFTables struct {
 	// ServiceCIDRs are the cluster's Service CIDRs of this family
 	// (kube-proxy learns them from ServiceCIDR objects); traffic to an

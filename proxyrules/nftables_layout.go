@@ -13,56 +13,79 @@ import (
 // NFTablesLayout is how the per-ServicePort chains pick an endpoint. The
 // rest of the table (base chains, verdict maps, firewall, masquerade,
 // ClientIP affinity with its endpoint chains and sets) is kube-proxy's in
-// every layout; each layout picks among the same endpoints uniformly at
-// random, so the layouts forward the same packets to the same endpoints
-// with the same probabilities. They differ in what the kernel does to load
-// and change them.
+// every layout, and every layout picks among the same endpoints uniformly
+// at random: the layouts send the same packets to the same endpoints with
+// the same probabilities (conformance/ folds the other layouts back into
+// kube-proxy's rule by rule; the real-packet tests and the tracer run for
+// each). They differ in what the kernel does to load and change them.
+//
+// # Design notes
 //
 // Measured here (kernel 6.18, Debian 12's nft 1.0.6, 10,000 Services x 10
-// endpoints, medians; BenchmarkNFTablesKernelLoad and
-// BenchmarkNFTablesKernelChange):
+// endpoints, nft's CPU time, which a busy machine inflates less than wall
+// time; BenchmarkNFTablesKernelLoad, BenchmarkNFTablesKernelChange,
+// BenchmarkNFTablesKernelValidation):
 //
-//   - kube-proxy's one rule with an anonymous numgen map per chain loads
-//     in about 14 s from nothing: the kernel names each anonymous set by
-//     scanning every set of the table, quadratic in Services.
-//   - NFTablesEndpointRules (a rule per endpoint, no sets) loads in
-//     about 2.3 s.
-//   - Any rule carrying a DNAT (its address is an immediate, its nat
-//     expression has a validate hook) or any new goto in a verdict map
-//     makes the kernel re-validate every chain reachable from the base
-//     chains when the transaction commits: about 60 ms at 10,000 Services
-//     whatever the layout, so a one-Service change cannot go below that
-//     while it rewrites the Service's chain. A change made only of
-//     elements of data maps (and deletions) is not validated: about 1 ms
-//     in the kernel.
+//   - Loading kube-proxy's layout into a new table takes about 13.5 s: the
+//     kernel names each anonymous set (kube-proxy writes a numgen map per
+//     chain) by scanning every set of the table, quadratic in Services.
+//     One rule per endpoint (NFTablesEndpointRules) takes about 1.8 s.
+//   - A one-Service change among them took about 80 ms in nft with either
+//     layout, for two reasons. nft reads every chain and set of the table
+//     before it applies anything (about 25 ms CPU, 40 ms wall with its
+//     start). And any transaction that adds a rule with a DNAT (its
+//     address is an immediate, and nat and immediate expressions have a
+//     validate hook) or a goto in a verdict map makes the kernel
+//     re-validate every chain reachable from the base chains at commit:
+//     about 40 ms more (a goto in service-ips, or a DNAT rule: 77 ms in
+//     nft against 41 ms for an element of a set or of a data map).
+//   - What avoids both: keep endpoints as elements of data maps. Adding or
+//     deleting them is not validated, and NFTablesApplier sends a sync made
+//     only of them over netlink itself (NetNS), without nft.
 //
-// NFTablesEndpointMaps, the default, is built for that: endpoints live in
-// data maps, so an endpoint change is a change of map elements only, and
-// its rules are cheaper for the kernel to load than a rule per endpoint.
+// Alternatives measured for where the endpoints go, loading 10,000 x 10
+// (nft's wall time on a busy machine; the rule per endpoint took 2.1-2.5 s
+// in the same runs): one named map per Service, about 7 s (the kernel finds
+// a set by name walking the table's list of sets, for every rule); one map
+// shared by all Services, over 70 s (each chain that binds a map walks all
+// its elements, and each element added walks the map's bindings); 256
+// shared maps, a chain's endpoints in one of them, 2.9-3 s with 10 rules
+// per chain (1,024 maps the same; 4,096: 7 s), 4.8-5.3 s when elements were
+// not batched into one command per map, 2.3-2.5 s with a ladder of 7 rules
+// per 10 endpoints, and about the cost of a rule per endpoint (nft CPU 1.8
+// s) with the ladder of 5 NFTablesEndpointMaps writes.
+//
+// NFTablesEndpointMaps is the default: it loads as fast as a rule per
+// endpoint, and an endpoint change among 10,000 Services takes a few ms
+// end to end with NetNS (about 35 ms through nft) where the other layouts
+// take about 80 ms and up.
 type NFTablesLayout uint8
 
 const (
 	// NFTablesEndpointMaps, the default, writes a short ladder of rules per
 	// chain, `meta l4proto P dnat ip addr . port to numgen random mod m
-	// offset B map @endpoints-XX` for m from the chain's capacity C down to
-	// its floor F, and puts the n endpoints in the shared data map
-	// endpoints-XX (one of 256, by a hash of the chain name) under the keys
-	// B .. B+n-1. A rule with m > n finds an endpoint with probability n/m,
-	// each of the n equally likely, and otherwise falls through (no
-	// element); the rule with m = n always finds one, each equally likely:
-	// the choice is uniform among the n, as kube-proxy's numgen map is.
+	// offset B map @endpoints-P-XX` for m from the chain's capacity C down
+	// to its floor F, and puts its n endpoints in the data map
+	// endpoints-P-XX (one of 256 per protocol, by a hash of the chain name)
+	// under the keys B .. B+n-1. A rule with m > n finds an endpoint with
+	// probability n/m, each of the n equally likely, and otherwise falls
+	// through (no such key); the rule with m = n always finds one, each
+	// equally likely: the choice is uniform among the n, as kube-proxy's
+	// `numgen random mod n map` is (TestNFTablesEndpointMapsLadderIsUniform
+	// checks it in exact arithmetic). Most packets stop at the first rule.
 	//
-	// A chain is written with C = n + ceil(n/4) and F = ceil(n/2); while
-	// the number of endpoints stays within [F, C], a change of endpoints
-	// changes map elements only (a removed endpoint's key takes the last
-	// key's endpoint, so the keys stay contiguous), which the kernel
-	// commits without re-validating the table. Outside it the chain is
-	// rewritten with a new capacity. Loading 10,000 x 10 from nothing
-	// costs about as much as NFTablesEndpointRules (fewer expressions per
-	// rule, but 100,000 map elements and a map lookup per rule); a
-	// one-Service change among them takes a few ms in the kernel instead
-	// of about 60 ms. ServicePorts with ClientIP affinity keep kube-proxy's
-	// endpoint chains.
+	// A chain is written with C = n + ceil(n/8) and F = n - ceil(n/8) (at
+	// least 1); while its number of endpoints stays within [F, C], a change
+	// of endpoints is a change of map elements only (a removed endpoint's
+	// key takes the last key's endpoint, so the keys stay contiguous),
+	// which the kernel commits without re-validating the table. Outside it
+	// the chain is rewritten with a capacity and floor for the new number.
+	// All 768 maps exist from the first sync on (so that a partial sync
+	// never adds one), empty ones included. ServicePorts with ClientIP
+	// affinity keep kube-proxy's endpoint chains, and protocols other than
+	// TCP, UDP and SCTP kube-proxy's rule. nft 1.0.6 lists the ladder's
+	// rules as `dnat ip to ... map @...`, leaving out "addr . port"; nft
+	// reads that listing back as the same rule.
 	NFTablesEndpointMaps NFTablesLayout = iota
 	// NFTablesKubeProxy is kube-proxy's own layout, rule for rule: one rule
 	// per chain, `dnat ... to numgen random mod n map { 0 : ep0, ... }`.
@@ -71,7 +94,8 @@ const (
 	NFTablesKubeProxy
 	// NFTablesEndpointRules writes one rule per endpoint, the i-th of n
 	// taken with probability 1/(n-i) (`numgen random mod (n-i) 0`, as
-	// iptables' statistic rules do): uniform, no sets.
+	// iptables' statistic rules do): uniform, no sets. It loads as fast as
+	// NFTablesEndpointMaps; its endpoint changes rewrite the chain.
 	NFTablesEndpointRules
 )
 
@@ -90,8 +114,7 @@ func (l NFTablesLayout) String() string {
 // that each holds few elements and is bound by few rules (the kernel walks
 // a map's bindings for each element added, and its elements for each chain
 // that binds it), few enough that finding one by name (a list walk) is
-// cheap. 256 and 1,024 maps measured about the same at 10,000 x 10 (2.9-3.0
-// s for nft alone, with a ladder of 10 rules per chain); 4,096 took 7 s.
+// cheap (see NFTablesLayout).
 const nftEndpointMaps = 256
 
 // The endpoint maps' values are typed by the protocol's dport: nft 1.0.6
@@ -182,7 +205,7 @@ func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, c
 		s = *old
 		s.eps = refillSlots(old.eps, values)
 	} else {
-		grow := (n + 3) / 4
+		grow := (n + 7) / 8
 		s = nftSlots{proto: uint8(slices.Index(nftSlotProtocols[:], proto)), shard: nftEndpointShard(chain), capacity: n + grow, floor: max(n-grow, 1), eps: values}
 		s.base = w.next.allocSlots(s.proto, s.shard, s.capacity)
 	}

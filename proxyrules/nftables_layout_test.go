@@ -87,10 +87,11 @@ func TestNFTablesEndpointMapsChangesAreElements(t *testing.T) {
 		rewrite   bool
 	}{
 		{"one goes", 9, false},
-		{"it comes back and three more (13, the capacity)", 13, false},
-		{"one more than the capacity", 14, true},
-		{"down to the new floor (14 - 4)", 10, false},
+		{"it comes back and two more (12, the capacity)", 12, false},
+		{"one more than the capacity", 13, true},
+		{"down to the new floor (13 - 2)", 11, false},
 		{"below the floor", 4, true},
+		{"down to the floor of 4 (4 - 1)", 3, false},
 	} {
 		eps[7] = eps[7].DeepCopy()
 		eps[7].Endpoints = slices.Clone(base[:min(step.endpoints, 10)])
