@@ -114,7 +114,7 @@ func benchFullLoad(b *testing.B, backend IPTablesBackend, staged bool, svcs []*c
 		}
 		a := &IPTablesApplier{Exec: r.exec, Backend: backend}
 		if !staged {
-			a.stageRules = -1
+			a.stageLines = -1
 		}
 		_, err = a.Apply(ctx, m, true)
 		timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)

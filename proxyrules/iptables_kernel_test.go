@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -394,31 +395,68 @@ func TestDetectIPTablesBackend(t *testing.T) {
 // TestIPTablesStagedLoadMatchesOneRestore: a first load with iptables-nft
 // is staged, and leaves in the kernel exactly the rules one restore does.
 func TestIPTablesStagedLoadMatchesOneRestore(t *testing.T) {
+	v6 := DefaultConfig("node1")
+	v6.Family = corev1.IPv6Protocol
+	v6.ClusterCIDR = netip.MustParsePrefix("fd00:244::/64")
 	svcs, eps := cluster(300, 10)
-	m := mustModel(t, DefaultConfig("node1"), svcs, eps)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dumps := map[int]string{}
-	for _, stageRules := range []int{-1, 0} {
-		ns := testenv.NetNSes(t, "node")[0]
-		restores := 0
-		run := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-			if strings.HasSuffix(name, "-restore") {
-				restores++
-			}
-			return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	// Three IPv6 Services, one with a NodePort and externalTrafficPolicy
+	// Local, two endpoints each.
+	var v6Svcs []*corev1.Service
+	var v6Eps []*discoveryv1.EndpointSlice
+	for i := range 3 {
+		name := fmt.Sprintf("v6-%d", i)
+		var opts []func(*corev1.Service)
+		if i == 1 {
+			opts = append(opts, nodePort(30100), externalLocal)
 		}
-		a := &IPTablesApplier{Exec: run, stageRules: stageRules}
-		if _, err := a.Apply(ctx, m, true); err != nil {
-			t.Fatalf("stageRules=%d: %v", stageRules, err)
-		}
-		if staged := restores > 1; staged != (stageRules >= 0) {
-			t.Fatalf("stageRules=%d: %d restores", stageRules, restores)
-		}
-		dumps[stageRules] = byChain(ns.Run(t, "iptables-nft-save"))
+		svc := service(name, fmt.Sprintf("fd00:96::%d", i+1), 80, opts...)
+		svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+		es := endpointSlice(name, 8080, corev1.ProtocolTCP,
+			ep{ip: fmt.Sprintf("fd00:244::%d:1", i), node: "node1"}, ep{ip: fmt.Sprintf("fd00:244::%d:2", i), node: "other"})
+		es.AddressType = discoveryv1.AddressTypeIPv6
+		v6Svcs, v6Eps = append(v6Svcs, svc), append(v6Eps, es)
 	}
-	if dumps[-1] != dumps[0] {
-		t.Fatalf("a staged load left other rules than one restore:\none:\n%.3000s\nstaged:\n%.3000s", dumps[-1], dumps[0])
+	for _, c := range []struct {
+		name       string
+		model      *Model
+		stageLines int // for the staged load
+	}{
+		{"IPv4, 300 Services, default stages", mustModel(t, DefaultConfig("node1"), svcs, eps), 0},
+		{"IPv6, a ServicePort a stage", mustModel(t, v6, v6Svcs, v6Eps), 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			ipv6 := c.model.Config.Family == corev1.IPv6Protocol
+			dumps := map[bool]string{}
+			for _, staged := range []bool{false, true} {
+				ns := testenv.NetNSes(t, "node")[0]
+				restores := 0
+				run := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+					if strings.HasSuffix(name, "-restore") {
+						restores++
+					}
+					return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+				}
+				a := &IPTablesApplier{Exec: run, IPv6: ipv6, stageLines: -1}
+				if staged {
+					a.stageLines = c.stageLines
+				}
+				if _, err := a.Apply(ctx, c.model, true); err != nil {
+					t.Fatalf("staged=%v: %v", staged, err)
+				}
+				if staged != (restores > 1) {
+					t.Fatalf("staged=%v: %d restores", staged, restores)
+				}
+				dumps[staged] = byChain(ns.Run(t, IPTablesNFT.tool(ipv6, "-save")))
+			}
+			if !strings.Contains(dumps[true], "-j "+prefixSEP) {
+				t.Fatalf("no endpoint rules loaded:\n%s", dumps[true])
+			}
+			if dumps[false] != dumps[true] {
+				t.Fatalf("a staged load left other rules than one restore:\none:\n%.3000s\nstaged:\n%.3000s", dumps[false], dumps[true])
+			}
+		})
 	}
 }
 
@@ -439,7 +477,7 @@ func TestIPTablesStagedFirstLoad(t *testing.T) {
 
 	// One ServicePort a stage: KUBE-MARK-MASQ, five ServicePorts with
 	// chains, the stale chain (declared to be flushed), the rest.
-	applier := &IPTablesApplier{Exec: lab.nodeExec, stageRules: 1}
+	applier := &IPTablesApplier{Exec: lab.nodeExec, stageLines: 1}
 	_, err := applier.Apply(ctx, m, false)
 	if err == nil || !strings.Contains(err.Error(), "stage 8 of 8") || !strings.Contains(err.Error(), `"-X `+stale+`"`) {
 		t.Fatalf("first load deleting a chain in use: err = %v, want the last stage's error quoting -X %s", err, stale)
@@ -541,4 +579,16 @@ func byChain(dump string) string {
 		out.WriteString(strings.Join(chains[k], ""))
 	}
 	return out.String()
+}
+
+// TestIPTablesUnknownBackendRunsNothing: a misspelt backend is an error,
+// not a search for a tool named after it.
+func TestIPTablesUnknownBackendRunsNothing(t *testing.T) {
+	a := &IPTablesApplier{Backend: "Legacy", Exec: func(_ context.Context, _ []byte, name string, _ ...string) ([]byte, error) {
+		t.Fatalf("ran %s", name)
+		return nil, nil
+	}}
+	if _, err := a.Apply(context.Background(), mustModel(t, DefaultConfig("node1"), nil, nil), true); err == nil || !strings.Contains(err.Error(), `"Legacy"`) {
+		t.Fatalf("err = %v, want one naming the unknown backend", err)
+	}
 }
