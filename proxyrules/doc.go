@@ -34,8 +34,13 @@
 //     partial: only the chains of ServicePorts whose rules changed are
 //     written, as kube-proxy's minimize-iptables-restore does.
 //   - IPTablesApplier.Apply loads a sync with `iptables-restore --noflush`
-//     (so rules it does not own are untouched), keeps the previous rules
-//     when the kernel refuses a payload, and names the refused line.
+//     (so rules it does not own are untouched) with the node's iptables
+//     backend (Backend: nft by default, or legacy; DetectIPTablesBackend
+//     reads kubelet's KUBE-IPTABLES-HINT chain as kube-proxy's image
+//     does), keeps the previous rules when the kernel refuses a payload,
+//     and names the refused line. With iptables-nft a first load is
+//     staged: per-Service chains first, the chains that jump to them
+//     last, so traffic still sees the new rules at once.
 //   - NFTables.Sync writes kube-proxy's nftables ruleset as operations on
 //     the table "kube-proxy" (family ip or ip6), built with
 //     sigs.k8s.io/knftables: base chains per hook, verdict maps for Service

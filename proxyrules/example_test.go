@@ -3,6 +3,7 @@ package proxyrules_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -96,4 +97,18 @@ func ExampleModel_Trace() {
 	// Output:
 	// DNAT default/web:http (cluster IP) via KUBE-SERVICES > KUBE-SVC-CDGGSHYLG3RE2FKL to [10.244.1.5:8080]
 	// NONE: no Service port matches this destination
+}
+
+// Load the rules with the iptables backend the node's kubelet uses. (Not
+// run here: it needs root.)
+func ExampleIPTablesApplier_Apply() {
+	services, slices := exampleObjects()
+	m, _ := proxyrules.NewModel(proxyrules.DefaultConfig("node-a"), services, slices)
+	ctx := context.Background()
+	applier := &proxyrules.IPTablesApplier{Backend: proxyrules.DetectIPTablesBackend(ctx, nil)}
+	// Apply again whenever the model changes: syncs after the first are
+	// partial.
+	if _, err := applier.Apply(ctx, m, false); err != nil {
+		fmt.Println(err)
+	}
 }

@@ -145,7 +145,7 @@ func requireNetNSTools(t testing.TB) {
 	if os.Geteuid() != 0 {
 		unavailable(t, "sudo make test", "network namespaces need root")
 	}
-	for _, tool := range []string{"ip", "nft", "iptables-restore"} {
+	for _, tool := range []string{"ip", "nft", "iptables-restore", "iptables-legacy-restore"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			unavailable(t, "hack/install-deps.sh", "%s not found", tool)
 		}
