@@ -29,56 +29,6 @@ type portWriter struct {
 	p           *PortState
 }
 
-// portSize is a size for each of a portWriter's buffers but filter, which
-// most ports leave empty and so grows as needed.
-type portSize struct{ natTop, ownChains, ownRules int }
-
-func (s *portSize) add(o portSize) {
-	s.natTop += o.natTop
-	s.ownChains += o.ownChains
-	s.ownRules += o.ownRules
-}
-
-// block is the size of the buffers of one of n writers that share the
-// work of size s: big enough to be allocated a few times only, small
-// enough to waste little.
-func (s portSize) block(n int) portSize {
-	size := func(total int) int { return min(poolBlock, total/n+1024) }
-	return portSize{size(s.natTop), size(s.ownChains), size(s.ownRules)}
-}
-
-// estimate is a little above what a port's rules take (about 120 bytes and
-// a name per rule, 36 per chain; in a large cluster 265 per endpoint).
-func estimate(p *PortState, largeCluster bool) portSize {
-	perRule := 120 + len(p.Name.Namespace) + len(p.Name.Name) + len(p.Name.Port)
-	destinations := 1 + len(p.ExternalIPs) + len(p.LoadBalancerVIPs)
-	if p.NodePort != 0 {
-		destinations++
-	}
-	perEndpoint := 265
-	if !largeCluster {
-		perEndpoint += 3 * perRule
-	}
-	return portSize{
-		natTop:    perRule * destinations,
-		ownChains: 36 * (3 + len(p.Reachable)),
-		ownRules:  perRule*destinations + perEndpoint*len(p.Reachable),
-	}
-}
-
-// reserve makes room in each buffer for a port of size s, in a new buffer
-// if need be: the records written so far keep the old one.
-func (w *portWriter) reserve(s portSize) {
-	for _, r := range []struct {
-		l        *lines
-		n, block int
-	}{{&w.natTop, s.natTop, w.block.natTop}, {&w.ownChains, s.ownChains, w.block.ownChains}, {&w.ownRules, s.ownRules, w.block.ownRules}} {
-		if cap(r.l.buf)-len(r.l.buf) < r.n {
-			w.blocks.newBlock(r.l, r.n, r.block)
-		}
-	}
-}
-
 // port writes one ServicePort, as syncProxyRules' loop over the service
 // map does (pkg/proxy/iptables/proxier.go), and returns its record.
 func (w *portWriter) port(p *PortState) *appliedPort {
