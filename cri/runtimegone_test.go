@@ -52,57 +52,18 @@ func testBedPaths(t *testing.T) (bin, state string) {
 func newPrivateContainerd(t *testing.T) *privateContainerd {
 	t.Helper()
 	testenv.CRIEndpoint(t) // the test bed is up: its build and runc are there
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Short: AF_UNIX paths and containerd's shim socket_dir are limited.
 	dir, err := os.MkdirTemp("/tmp", "nkgone-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	binDir, state := testBedPaths(t)
-	p := &privateContainerd{t: t, bin: filepath.Join(binDir, "containerd"), ctr: filepath.Join(binDir, "ctr"), dir: dir, sock: filepath.Join(dir, "c.sock")}
-	cfg := fmt.Sprintf(`version = 3
-root = "%[1]s/root"
-state = "%[1]s/state"
-temp = "%[1]s/tmp"
-disabled_plugins = ["io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs", "io.containerd.nri.v1.nri"]
-[grpc]
-  address = "%[2]s"
-[ttrpc]
-  address = "%[2]s.ttrpc"
-[metrics]
-  address = ""
-[plugins.'io.containerd.grpc.v1.cri']
-  disable_tcp_service = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-[plugins.'io.containerd.cri.v1.images']
-  snapshotter = "overlayfs"
-  pinned_images.sandbox = "%[4]s"
-[plugins.'io.containerd.cri.v1.runtime']
-  enable_selinux = false
-  disable_apparmor = true
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  disable_hugetlb_controller = true
-  tolerate_missing_hugetlb_controller = true
-  cdi_spec_dirs = []
-  [plugins.'io.containerd.cri.v1.runtime'.containerd]
-    default_runtime_name = "runc"
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      options = { BinaryName = "%[3]s", SystemdCgroup = false, Root = "%[1]s/runc" }
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    conf_dir = "%[1]s/cni"
-[plugins.'io.containerd.internal.v1.opt']
-  path = "%[1]s/opt"
-[plugins.'io.containerd.shim.v1.manager']
-  socket_dir = "%[1]s/s"
-`, dir, p.sock, runc, testenv.PauseImage)
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
+	p := &privateContainerd{t: t, bin: filepath.Join(binDir, "containerd"), ctr: filepath.Join(binDir, "ctr"), dir: dir, sock: filepath.Join(dir, "containerd.sock")}
+	// The shared runtime's configuration, with everything under dir.
+	cfg, err := exec.Command("bash", "../hack/containerd-config.sh", dir).Output()
+	if err != nil {
+		t.Fatalf("hack/containerd-config.sh: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.cleanup)
