@@ -252,6 +252,13 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	}
 	seen := 0 // ports of m that prev has
 	var slots []nftSlotElem
+	if full && w.layout == NFTablesEndpointMaps && g.committed == nil {
+		e := 0
+		for _, p := range m.Ports {
+			e += len(p.Cluster) + len(p.Local)
+		}
+		slots = make([]nftSlotElem, 0, e)
+	}
 	var staleChains, staleSets, revived []string
 	for _, p := range m.Ports {
 		if incremental && prev.byPort[p] != nil {
@@ -410,8 +417,9 @@ func estimateOps(m *Model, layout NFTablesLayout) int {
 		}
 		switch {
 		case layout == NFTablesEndpointMaps && !p.ClientIPAffinity:
-			// a ladder of about n/2+1 rules and n elements per chain
-			n += 2*(len(p.Cluster)+len(p.Local)) + 4
+			// a ladder of about n/4+1 rules and n elements per chain
+			e := len(p.Cluster) + len(p.Local)
+			n += e + e/4 + 4
 		case layout == NFTablesEndpointRules || p.ClientIPAffinity:
 			n += len(p.Cluster) + len(p.Local)
 			if p.ClientIPAffinity {
