@@ -1,6 +1,7 @@
 package proxyrules
 
 import (
+	"bytes"
 	"hash/maphash"
 	"reflect"
 	"runtime"
@@ -15,11 +16,12 @@ const largeClusterEndpoints = 1000
 
 // IPTables generates kube-proxy's iptables-restore payload
 // (pkg/proxy/iptables/proxier.go syncProxyRules) from a Model and remembers
-// what was applied, so that later syncs can be partial: the top-level chains
-// (KUBE-SERVICES, KUBE-NODEPORTS, the filter table) are always rewritten,
-// but the per-ServicePort chains (KUBE-SVC/SVL/EXT/FW/SEP) only when their
-// content changed; chains no longer used are deleted. The zero value is
-// ready to use and starts with a full sync.
+// what was applied, so that later syncs can be partial: the
+// per-ServicePort chains (KUBE-SVC/SVL/EXT/FW/SEP) are written only when
+// their content changed, and the top-level chains (KUBE-SERVICES,
+// KUBE-NODEPORTS, the filter table's) only when a line in them did (see
+// IPTablesSync.TopLevel); chains no longer used are deleted. The zero
+// value is ready to use and starts with a full sync.
 type IPTables struct {
 	applied map[ServicePortName]*appliedPort
 	// byState finds the committed record of a port by its PortState, which
@@ -52,6 +54,13 @@ type IPTablesSync struct {
 	Payload []byte
 	// Full is true when every chain was written.
 	Full bool
+	// TopLevel is true when the payload rewrites the top-level chains
+	// (KUBE-SERVICES, KUBE-NODEPORTS, the filter table's, ...). kube-proxy
+	// always does; a partial sync here leaves them out when no line in
+	// them changed, as when only endpoints did (iptables-restore
+	// --noflush leaves a chain the payload does not name as it is), which
+	// keeps a one-Service change a few kilobytes at any cluster size.
+	TopLevel bool
 	// Written are the ServicePorts whose own chains are in the payload.
 	Written []ServicePortName
 	// Deleted are the chains the payload deletes.
@@ -148,8 +157,10 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	}
 
 	// Which ports' own chains go into the payload: all on a full sync,
-	// else those whose chains differ from the committed ones.
+	// else those whose chains differ from the committed ones. The
+	// top-level chains go in when what some port puts in them changed.
 	written := make([]bool, len(m.Ports))
+	s.TopLevel = full || !reuse
 	var stale []string
 	for i, p := range m.Ports {
 		rec, prev := recs[i], prevs[i]
@@ -160,6 +171,9 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 				rec.ownChains, rec.ownRules = prev.ownChains, prev.ownRules
 			} else {
 				written[i] = true
+			}
+			if prev == nil || !bytes.Equal(prev.filter, rec.filter) || !bytes.Equal(prev.natTop, rec.natTop) {
+				s.TopLevel = true
 			}
 			s.changed = append(s.changed, rec)
 			if prev != nil {
@@ -181,6 +195,7 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 			if !current[name] {
 				s.removed = append(s.removed, name)
 				stale = append(stale, rec.chains...)
+				s.TopLevel = true
 			}
 		}
 	}
@@ -199,7 +214,8 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 	}
 	slices.Sort(stale)
 	s.Deleted = slices.Compact(stale)
-	s.Payload = assemble(head(&m.Config), tail(&m.Config, s.Deleted), recs, written, full)
+	s.Payload = assemble(payloadParts{top: s.TopLevel, head: head(&m.Config), deletions: deletions(s.Deleted), tail: tail(&m.Config),
+		recs: recs, written: written}, full)
 	if full {
 		pooled.release() // the records now point into the payload
 	}

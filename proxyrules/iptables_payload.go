@@ -37,14 +37,19 @@ func head(cfg *Config) *section {
 	return &h
 }
 
-// tail is what every payload ends with: the deletion of stale chains and
-// the rules that must come last.
-func tail(cfg *Config, deleted []string) *section {
-	var t section
-	for _, c := range deleted {
-		t.natChains.chain(c)
-		t.natRules.write("-X", c)
+// deletions deletes stale chains: declared (so flushed), then deleted.
+func deletions(chains []string) *section {
+	var d section
+	for _, c := range chains {
+		d.natChains.chain(c)
+		d.natRules.write("-X", c)
 	}
+	return &d
+}
+
+// tail is the top-level rules that must come last.
+func tail(cfg *Config) *section {
+	var t section
 	ipv4 := cfg.Family == corev1.IPv4Protocol
 	comment := `"kubernetes service nodeports; NOTE: this must be the last rule in this chain"`
 	if len(cfg.NodePortAddresses) == 0 {
@@ -75,20 +80,52 @@ func tail(cfg *Config, deleted []string) *section {
 	return &t
 }
 
-// assemble joins head, the ports' records (their own chains where written)
-// and tail into the payload, allocated once at its exact size. With
-// repoint (a full sync, where every port is written) the records are made
-// to point into the payload, so they no longer need the writers' blocks.
-func assemble(h, t *section, recs []*appliedPort, written []bool, repoint bool) []byte {
-	const filterStart, natStart, end = "*filter\n", "COMMIT\n*nat\n", "COMMIT\n"
-	size := len(filterStart) + len(natStart) + len(end)
-	for _, sec := range []*section{h, t} {
+// payloadParts is what a payload is made of. Without top, the top-level
+// chains (head, tail and the ports' lines in them) are left out, and with
+// them the filter table.
+type payloadParts struct {
+	top                   bool
+	head, deletions, tail *section
+	recs                  []*appliedPort
+	written               []bool // the ports whose own chains go in
+}
+
+// assemble joins the parts into the payload, allocated once at its exact
+// size: per table, chain declarations then rules; in nat, each port's
+// top-level lines then its own chains' rules. With repoint (a full sync,
+// where every port is written) the records are made to point into the
+// payload, so they no longer need the writers' blocks.
+func assemble(pp payloadParts, repoint bool) []byte {
+	recs, written := pp.recs, pp.written
+	h, d, t := pp.head, pp.deletions, pp.tail
+	if !pp.top {
+		h, t = &section{}, &section{}
+	}
+	const filterStart, natStart, end = "*filter\n", "*nat\n", "COMMIT\n"
+	size := len(natStart) + len(end)
+	if pp.top {
+		size += len(filterStart) + len(end)
+	}
+	for _, sec := range []*section{h, d, t} {
 		size += len(sec.filterChains.buf) + len(sec.filterRules.buf) + len(sec.natChains.buf) + len(sec.natRules.buf)
 	}
-	for i, rec := range recs {
-		size += len(rec.filter) + len(rec.natTop)
+	natSize := func(i int) int {
+		n := 0
+		if pp.top {
+			n += len(recs[i].natTop)
+		}
 		if written[i] {
-			size += len(rec.ownChains) + len(rec.ownRules)
+			n += len(recs[i].ownRules)
+		}
+		return n
+	}
+	for i, rec := range recs {
+		size += natSize(i)
+		if pp.top {
+			size += len(rec.filter)
+		}
+		if written[i] {
+			size += len(rec.ownChains)
 		}
 	}
 	out := make([]byte, 0, size)
@@ -100,14 +137,16 @@ func assemble(h, t *section, recs []*appliedPort, written []bool, repoint bool) 
 			*b = out[at:len(out):len(out)]
 		}
 	}
-	out = append(out, filterStart...)
-	out = append(out, h.filterChains.buf...)
-	out = append(out, t.filterChains.buf...)
-	out = append(out, h.filterRules.buf...)
-	for _, rec := range recs {
-		put(&rec.filter)
+	if pp.top {
+		out = append(out, filterStart...)
+		out = append(out, h.filterChains.buf...)
+		out = append(out, h.filterRules.buf...)
+		for _, rec := range recs {
+			put(&rec.filter)
+		}
+		out = append(out, t.filterRules.buf...)
+		out = append(out, end...)
 	}
-	out = append(out, t.filterRules.buf...)
 	out = append(out, natStart...)
 	out = append(out, h.natChains.buf...)
 	for i, rec := range recs {
@@ -115,20 +154,14 @@ func assemble(h, t *section, recs []*appliedPort, written []bool, repoint bool) 
 			put(&rec.ownChains)
 		}
 	}
-	out = append(out, t.natChains.buf...)
+	out = append(out, d.natChains.buf...)
 	out = append(out, h.natRules.buf...)
 	// The ports' nat rules are most of the payload: copied in two halves
 	// at once when they are big.
-	natSize := func(i int) int {
-		if written[i] {
-			return len(recs[i].natTop) + len(recs[i].ownRules)
-		}
-		return len(recs[i].natTop)
-	}
 	copyNat := func(from, to, at int) {
 		for i := from; i < to; i++ {
 			for _, b := range []*[]byte{&recs[i].natTop, &recs[i].ownRules} {
-				if b == &recs[i].ownRules && !written[i] {
+				if (b == &recs[i].natTop && !pp.top) || (b == &recs[i].ownRules && !written[i]) {
 					continue
 				}
 				n := copy(out[at:], *b)
@@ -139,7 +172,7 @@ func assemble(h, t *section, recs []*appliedPort, written []bool, repoint bool) 
 			}
 		}
 	}
-	at, natEnd := len(out), size-len(t.natRules.buf)-len(end)
+	at, natEnd := len(out), size-len(d.natRules.buf)-len(t.natRules.buf)-len(end)
 	out = out[:natEnd]
 	if half := (natEnd - at) / 2; half < 4<<20 || runtime.GOMAXPROCS(0) == 1 {
 		copyNat(0, len(recs), at)
@@ -153,6 +186,7 @@ func assemble(h, t *section, recs []*appliedPort, written []bool, repoint bool) 
 		copyNat(0, split, at)
 		wg.Wait()
 	}
+	out = append(out, d.natRules.buf...)
 	out = append(out, t.natRules.buf...)
 	return append(out, end...)
 }
