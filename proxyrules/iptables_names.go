@@ -44,11 +44,12 @@ func ChainsFor(name ServicePortName) IPTablesChains {
 
 // chainsFor builds the four names in one string (one allocation).
 func chainsFor(portName, proto string) IPTablesChains {
+	var hash [16]byte
+	appendChainHash(hash[:0], portName, proto, "")
 	var buf [96]byte
 	b := buf[:0]
 	for _, prefix := range []string{prefixSVC, prefixSVL, prefixEXT, prefixFW} {
-		b = append(b, prefix...)
-		b = appendChainHash(b, portName, proto, "")
+		b = append(append(b, prefix...), hash[:]...)
 	}
 	all := string(b)
 	svc, svl, ext := len(prefixSVC)+16, len(prefixSVL)+16, len(prefixEXT)+16
