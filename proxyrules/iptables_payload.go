@@ -174,7 +174,7 @@ func assemble(pp payloadParts, repoint bool) []byte {
 	}
 	at, natEnd := len(out), size-len(d.natRules.buf)-len(t.natRules.buf)-len(end)
 	out = out[:natEnd]
-	if half := (natEnd - at) / 2; half < 4<<20 || runtime.GOMAXPROCS(0) == 1 {
+	if half := (natEnd - at) / 2; half < 1<<20 || runtime.GOMAXPROCS(0) == 1 {
 		copyNat(0, len(recs), at)
 	} else {
 		split, splitAt := 0, at

@@ -127,6 +127,8 @@ func sortPorts(ports []*PortState) ([]*PortState, []error) {
 // serviceKey is a Service's namespace and name.
 type serviceKey struct{ namespace, name string }
 
+func (k serviceKey) String() string { return k.namespace + "/" + k.name }
+
 // sliceService is the Service an EndpointSlice belongs to (its
 // kubernetes.io/service-name label).
 func sliceService(es *discoveryv1.EndpointSlice) serviceKey {

@@ -75,7 +75,7 @@ func servicePorts(svc *corev1.Service, family corev1.IPFamily) ([]*ServicePort, 
 	if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
 		return nil, nil
 	}
-	key := svc.Namespace + "/" + svc.Name
+	key := serviceKey{svc.Namespace, svc.Name} // formatted only into errors
 	raw := clusterIPByFamily(svc, family)
 	if raw == "" {
 		return nil, nil
