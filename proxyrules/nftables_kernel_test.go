@@ -301,7 +301,11 @@ func TestNFTablesIPv6Loads(t *testing.T) {
 		es.AddressType = discoveryv1.AddressTypeIPv6
 		eps = append(eps, es)
 	}
+	nftRuns := 0
 	exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+		if name == "nft" && argsContain(args, "-f") {
+			nftRuns++
+		}
 		return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -309,19 +313,25 @@ func TestNFTablesIPv6Loads(t *testing.T) {
 	web := eps[0]
 	for _, layout := range nftLayouts {
 		eps[0] = web
-		applier := &NFTablesApplier{Exec: exec, NFTables: NFTables{Layout: layout}}
+		applier := &NFTablesApplier{Exec: exec, NetNS: "/run/netns/" + ns.Name, NFTables: NFTables{Layout: layout}}
 		if _, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), true); err != nil {
 			t.Fatal(err)
 		}
+		// fd00:10::2 is replaced by fd00:10::3 (in the endpoint-maps
+		// layout, over netlink: an IPv6 map value).
 		eps[0] = eps[0].DeepCopy()
-		eps[0].Endpoints = eps[0].Endpoints[:1]
+		eps[0].Endpoints[1].Addresses = []string{"fd00:10::3"}
+		before := nftRuns
 		if s, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), false); err != nil || s.Full || len(s.Written) != 1 {
 			t.Fatalf("partial sync: %v, %+v", err, s)
 		}
+		if layout == NFTablesEndpointMaps && nftRuns != before {
+			t.Fatal("an endpoint change in the endpoint-maps layout ran nft")
+		}
 		out := ns.Run(t, "nft", "list", "table", "ip6", NFTablesTable)
-		endpoint := "dnat to [fd00:10::1]:8080"
-		if layout == NFTablesEndpointMaps {
-			endpoint = ": fd00:10::1 . 8080"
+		endpoint := "fd00:10::3 . 8080"
+		if layout == NFTablesEndpointRules {
+			endpoint = "dnat to [fd00:10::3]:8080"
 		}
 		if !strings.Contains(out, endpoint) || !strings.Contains(out, "fd00:192::/64") {
 			t.Fatalf("the kernel's table lacks the IPv6 rules:\n%s", out)
