@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -70,6 +71,16 @@ func (e endpointsOf) get(name ServicePortName) []*Endpoint {
 		}
 	}
 	return nil
+}
+
+// ip is the address part of String() ("[ip]" unbracketed for IPv6).
+func (e *Endpoint) ip() string {
+	s := e.String()
+	s = s[:strings.LastIndexByte(s, ':')]
+	if s != "" && s[0] == '[' {
+		s = s[1 : len(s)-1]
+	}
+	return s
 }
 
 // endpointsByPort collects the endpoints of every port of one Service from

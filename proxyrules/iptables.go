@@ -247,7 +247,7 @@ func writePorts(m *Model, settings generationSettings, seed maphash.Seed, recs [
 	var next atomic.Int64
 	taken := make([]blocks, workers)
 	work := func(k int) {
-		w := &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, seed: seed, block: block}
+		w := &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, seed: seed, block: block, recordBlock: min(chunk, len(todo))}
 		for {
 			from := int(next.Add(chunk)) - chunk
 			if from >= len(todo) {

@@ -24,6 +24,10 @@ type portWriter struct {
 	block  portSize
 	blocks blocks
 
+	// recs are records allocated in advance, recordBlock at a time.
+	recs        []appliedPort
+	recordBlock int
+
 	// Per port, set by port().
 	name, proto string
 	p           *PortState
@@ -36,7 +40,12 @@ func (w *portWriter) port(p *PortState) *appliedPort {
 	w.reserve(estimate(p, w.largeCluster))
 	filterAt, natAt := len(w.filter.buf), len(w.natTop.buf)
 	chainsAt, rulesAt := len(w.ownChains.buf), len(w.ownRules.buf)
-	rec := &appliedPort{state: p, chains: w.rules()}
+	if len(w.recs) == 0 {
+		w.recs = make([]appliedPort, w.recordBlock)
+	}
+	rec := &w.recs[0]
+	w.recs = w.recs[1:]
+	rec.state, rec.chains = p, w.rules()
 
 	var h maphash.Hash
 	h.SetSeed(w.seed)
@@ -224,7 +233,8 @@ func (w *portWriter) rules() []string {
 		// Traffic that loops back to its own pod needs SNAT.
 		w.sepPrefix(sep)
 		rules.raw(" -s")
-		rules.addr(ep.Addr.Addr())
+		rules.raw(" ")
+		rules.raw(ep.ip())
 		rules.raw(" -j " + chainMarkMasq + "\n")
 		w.sepPrefix(sep)
 		if p.ClientIPAffinity {
