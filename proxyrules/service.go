@@ -150,13 +150,15 @@ func servicePorts(svc *corev1.Service, family corev1.IPFamily) ([]*ServicePort, 
 	}
 
 	ports := make([]*ServicePort, 0, len(svc.Spec.Ports))
+	block := make([]ServicePort, len(svc.Spec.Ports)) // one allocation for them all
 	for i := range svc.Spec.Ports {
 		sp := &svc.Spec.Ports[i]
 		if sp.Port <= 0 || sp.Port > 65535 {
 			errs = append(errs, fmt.Errorf("service %s: port %q: number %d out of range", key, sp.Name, sp.Port))
 			continue
 		}
-		p := base
+		p := &block[i]
+		*p = base
 		p.Name = ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: sp.Name, Protocol: protocolOrTCP(sp.Protocol)}
 		p.Port = int(sp.Port)
 		// The apiserver allocates NodePorts from its range; one outside any
@@ -167,7 +169,7 @@ func servicePorts(svc *corev1.Service, family corev1.IPFamily) ([]*ServicePort, 
 		} else {
 			p.NodePort = int(sp.NodePort)
 		}
-		ports = append(ports, &p)
+		ports = append(ports, p)
 	}
 	return ports, errors.Join(errs...)
 }
