@@ -216,11 +216,9 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			// What the shared sets and maps hold is unknown: start them
 			// afresh, in the same transaction.
 			for _, c := range nftContainers {
-				switch {
-				case c.name == "":
-				case c.set:
+				if c.set {
 					s.ops.object(nftFlush, &knftables.Set{Name: c.name})
-				default:
+				} else {
 					s.ops.object(nftFlush, &knftables.Map{Name: c.name})
 				}
 			}
