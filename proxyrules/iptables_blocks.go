@@ -23,7 +23,7 @@ type blocks []*[]byte
 // newBlock replaces l's buffer by one with room for n bytes, from the pool
 // when a block of size block would be big enough to be worth pooling.
 func (bs *blocks) newBlock(l *lines, n, block int) {
-	if block < poolBlock/4 || n > poolBlock {
+	if block < poolBlock/16 || n > poolBlock {
 		l.buf = make([]byte, 0, max(n, block))
 		return
 	}
