@@ -20,8 +20,9 @@ type NFTablesApplier struct {
 	NFTables NFTables
 	// NetNS is the network namespace Exec programs, as a path (such as
 	// /run/netns/NAME), or "host" for this process's own. With it, a
-	// sync made only of endpoint map elements (an endpoint change in the
-	// NFTablesEndpointMaps layout, within the chain's capacity) is sent to
+	// sync made only of elements of the endpoint maps and the hairpin set
+	// (an endpoint change in the NFTablesEndpointMaps layout, within the
+	// chain's capacity and floor) is sent to
 	// the kernel over netlink directly, one batch, without starting nft,
 	// which spends about 40 ms reading a table of 10,000 Services before
 	// it applies anything. Empty: every sync goes through nft.

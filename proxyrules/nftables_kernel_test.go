@@ -317,10 +317,12 @@ func TestNFTablesIPv6Loads(t *testing.T) {
 		if _, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), true); err != nil {
 			t.Fatal(err)
 		}
-		// fd00:10::2 is replaced by fd00:10::3 (in the endpoint-maps
-		// layout, over netlink: an IPv6 map value).
+		// fd00:10::2 is replaced by fd00:10::3, the node's fd00:10::1 by
+		// fd00:10::4 (in the endpoint-maps layout, over netlink: IPv6
+		// map values and hairpin elements).
 		eps[0] = eps[0].DeepCopy()
 		eps[0].Endpoints[1].Addresses = []string{"fd00:10::3"}
+		eps[0].Endpoints[0].Addresses = []string{"fd00:10::4"}
 		before := nftRuns
 		if s, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), false); err != nil || s.Full || len(s.Written) != 1 {
 			t.Fatalf("partial sync: %v, %+v", err, s)
@@ -333,7 +335,7 @@ func TestNFTablesIPv6Loads(t *testing.T) {
 		if layout == NFTablesEndpointRules {
 			endpoint = "dnat to [fd00:10::3]:8080"
 		}
-		if !strings.Contains(out, endpoint) || !strings.Contains(out, "fd00:192::/64") {
+		if !strings.Contains(out, endpoint) || !strings.Contains(out, "fd00:10::4 . fd00:10::4 . tcp . 8080") || !strings.Contains(out, "fd00:192::/64") {
 			t.Fatalf("the kernel's table lacks the IPv6 rules:\n%s", out)
 		}
 		ns.Run(t, "nft", "delete", "table", "ip6", NFTablesTable)

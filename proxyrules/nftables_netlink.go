@@ -15,7 +15,8 @@ import (
 )
 
 // An endpoint change in the NFTablesEndpointMaps layout is a few elements
-// of the endpoint maps. nft takes tens of ms to apply that to a large
+// of the endpoint maps (and of the hairpin set, for an endpoint on this
+// node). nft takes tens of ms to apply that to a large
 // table (it starts, and reads every chain and set of the table before it
 // applies anything; about 40 ms at 10,000 Services here), the kernel under
 // 1 ms: NFTablesApplier sends such a sync over netlink itself, as one
@@ -39,18 +40,51 @@ const (
 )
 
 // netlinkElementsOnly reports whether the sync only adds and deletes
-// endpoint map elements, which applyNetlink can send.
+// elements of the endpoint maps and of the hairpin set (which an endpoint
+// on this node has), which applyNetlink can send.
 func (s *NFTablesSync) netlinkElementsOnly() bool {
 	if s.Full || len(s.ops) == 0 {
 		return false
 	}
 	for i := range s.ops {
 		op := &s.ops[i]
-		if op.kind != nftMapElem || !strings.HasPrefix(op.name, nftPrefixEndpointMap) || (op.verb != nftAdd && op.verb != nftDelete) {
+		if op.verb != nftAdd && op.verb != nftDelete {
+			return false
+		}
+		switch {
+		case op.kind == nftMapElem && strings.HasPrefix(op.name, nftPrefixEndpointMap):
+		case op.kind == nftSetElem && op.name == nftHairpin && op.comment == "":
+		default:
 			return false
 		}
 	}
 	return true
+}
+
+// hairpinKeyBytes is a hairpin-connections key, "address . address .
+// protocol . port", as the kernel holds it: each part padded to 4 bytes.
+func hairpinKeyBytes(k string) ([]byte, error) {
+	parts := strings.Split(k, " . ")
+	if len(parts) != 4 {
+		return nil, fmt.Errorf("proxyrules: hairpin element %q", k)
+	}
+	var b []byte
+	for _, a := range parts[:2] {
+		addr, err := netip.ParseAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("proxyrules: hairpin element %q: %w", k, err)
+		}
+		b = append(b, addr.AsSlice()...)
+	}
+	proto, ok := map[string]byte{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "sctp": unix.IPPROTO_SCTP}[parts[2]]
+	if !ok {
+		return nil, fmt.Errorf("proxyrules: hairpin element %q: protocol", k)
+	}
+	port, err := strconv.ParseUint(parts[3], 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("proxyrules: hairpin element %q: %w", k, err)
+	}
+	return append(b, proto, 0, 0, 0, byte(port>>8), byte(port), 0, 0), nil
 }
 
 // netlinkBatch encodes the sync's element operations as one nf_tables
@@ -64,13 +98,25 @@ func (s *NFTablesSync) netlinkBatch() ([]byte, error) {
 	b = nlMessage(b, nfnlMsgBatchBegin, unix.NLM_F_REQUEST, 0, unix.AF_UNSPEC, nfnlSubsysNFTables, nil)
 	for i := range s.ops {
 		op := &s.ops[i]
-		key, err := strconv.ParseUint(op.text, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("proxyrules: endpoint map key %q: %w", op.text, err)
+		var keyBytes []byte
+		if op.kind == nftSetElem {
+			k, err := hairpinKeyBytes(op.text)
+			if err != nil {
+				return nil, err
+			}
+			keyBytes = k
+		} else {
+			key, err := strconv.ParseUint(op.text, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("proxyrules: endpoint map key %q: %w", op.text, err)
+			}
+			keyBytes = binary.NativeEndian.AppendUint32(nil, uint32(key))
 		}
-		elem := nlAttr(nil, nftaSetElemKey|unix.NLA_F_NESTED, nlAttr(nil, nftaDataValue, binary.NativeEndian.AppendUint32(nil, uint32(key))))
+		elem := nlAttr(nil, nftaSetElemKey|unix.NLA_F_NESTED, nlAttr(nil, nftaDataValue, keyBytes))
 		msg, flags := uint16(nftMsgDelSetElem), uint16(unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-		if op.verb == nftAdd {
+		if op.verb == nftAdd && op.kind == nftSetElem {
+			msg, flags = nftMsgNewSetElem, flags|unix.NLM_F_CREATE
+		} else if op.verb == nftAdd {
 			msg, flags = nftMsgNewSetElem, flags|unix.NLM_F_CREATE
 			value, err := slotValueBytes(op.value)
 			if err != nil {
