@@ -189,6 +189,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g, fresh: g.committed == nil && g.tableAbsent}
 	if full {
 		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, w.layout)))
+		s.Written = make([]ServicePortName, 0, len(m.Ports))
 	}
 	next := &nftState{config: cfgSum, ports: make(map[ServicePortName]*nftPortRecord, len(m.Ports)), stale: map[string]time.Time{}}
 	if prev == nil {

@@ -193,7 +193,11 @@ var (
 func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, chain string, eps []*Endpoint, old *nftSlots) nftSlots {
 	// One string holds the chain's values, each a substring of it.
 	b := w.buf[:0]
-	ends := make([]int, len(eps))
+	ends := w.ends[:0]
+	if cap(ends) < len(eps) {
+		ends = make([]int, len(eps))
+	}
+	ends = ends[:len(eps)]
 	for i, ep := range eps {
 		b = ep.Addr.Addr().AppendTo(b)
 		b = append(b, " . "...)
@@ -241,7 +245,7 @@ func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, c
 		o.rule(chain, all[start:ends[i]], "")
 		start = ends[i]
 	}
-	w.buf = b
+	w.buf, w.ends = b, ends
 	return s
 }
 

@@ -132,6 +132,10 @@ func (o nftOps) script(family knftables.Family, batch bool) []byte {
 func (o nftOps) size() int {
 	size := 64
 	for i := range o {
+		if o[i].kind == nftMapElem && o[i].verb == nftAdd && strings.HasPrefix(o[i].name, nftPrefixEndpointMap) {
+			size += len(o[i].text) + len(o[i].value) + 5 // batched: "k : v, "
+			continue
+		}
 		size += len(o[i].name) + len(o[i].text) + len(o[i].value) + len(o[i].comment) + 48
 	}
 	return size

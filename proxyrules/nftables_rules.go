@@ -22,6 +22,7 @@ type nftWriter struct {
 	notLocal string // the local-traffic detector, negated ("" without a cluster CIDR)
 	local    string
 	buf      []byte
+	ends     []int // endpointSlots' scratch
 	layout   NFTablesLayout
 	// next is the state the sync builds; resetSlots: the endpoint-maps
 	// layout allocates every chain's keys afresh.
