@@ -47,7 +47,12 @@
 //     IPs (service-ips) and NodePorts (service-nodeports), the cluster-ips
 //     and hairpin-connections sets, no-endpoint and firewall maps, and
 //     per-ServicePort chains (service-, local-, external-, firewall-,
-//     endpoint- with affinity- sets for ClientIP affinity). A sync can be
+//     endpoint- with affinity- sets for ClientIP affinity). By default a
+//     per-ServicePort chain picks its endpoint from data maps
+//     (endpoints-<protocol>-<xx>) through a short ladder of rules that
+//     picks exactly as kube-proxy's numgen map does
+//     (NFTablesEndpointMaps); NFTablesKubeProxy writes kube-proxy's rules
+//     exactly. A sync can be
 //     added to a knftables transaction (AddTo, Transaction) or written as
 //     `nft -f` input (Script). After the first, syncs are incremental like
 //     kube-proxy's: only the chains of changed ServicePorts are rewritten
@@ -56,7 +61,9 @@
 //   - NFTablesApplier.Apply loads a sync with one `nft -f` (one atomic
 //     transaction), through an Exec that may enter a network namespace; a
 //     refused transaction changes nothing, is not committed, and the error
-//     quotes the refused command.
+//     quotes the refused command. With NetNS set, a sync made only of
+//     endpoint-map and hairpin elements is sent over netlink in one batch
+//     instead.
 //   - Model.Trace is a packet tracer: for a packet (source, destination,
 //     protocol, from or to the node) it says which endpoints the connection
 //     can reach, through which chains, whether it is masqueraded, or that it
@@ -80,8 +87,12 @@
 // with knftables' Fake in place of the kernel) next to NFTables on random
 // Service sets, runs both transactions and requires the same table: same
 // chains, rules in the same order, same set and map elements; after full
-// syncs, after each step of changing sets (partial syncs), and with
-// EndpointRules once its rules are folded back into kube-proxy's map rule.
+// syncs, after each step of changing sets (partial syncs) (with
+// NFTablesKubeProxy), and with the NFTablesEndpointMaps (default) and
+// NFTablesEndpointRules layouts once their rules are folded back into
+// kube-proxy's map rule (a deliberate difference: they load in time linear
+// in Services and, for the default, make an endpoint change a change of
+// map elements; see NFTablesLayout).
 // Deliberate differences: the alpha KubeProxyNFTablesLocalhostNodePorts
 // feature (off by default) is not offered, so localhost NodePorts are
 // never served, as in kube-proxy's default (Config.LocalhostNodePorts is
@@ -126,31 +137,13 @@
 // element two ports share (a hairpin entry for one endpoint behind two
 // Services) goes only when the last of them does.
 //
-// Loading into the kernel is where kube-proxy's nftables mode is slowest,
-// and the time is not in nft's parsing: for each anonymous set (kube-proxy
-// writes one numgen map per Service with two or more endpoints) the kernel
-// picks a free "__map%d" name by scanning every set of the table, so a
-// load is quadratic in Services. Measured here (medians, Debian 12's nft
-// 1.0.6, kernel 6.18), into a new network namespace, 10,000 Services x 10
-// endpoints: kube-proxy's layout takes about 14 s end to end, 13.5 s of
-// it nft's CPU time and most of that in the kernel, whether elements are
-// one command each or batched. Alternatives measured: per-Service named
-// maps (about 7 s: the kernel looks sets up by name in a list), one shared
-// map with a numgen offset per Service (over 70 s: binding a map to each
-// rule walks all its elements), and one rule per endpoint, each taken with
-// probability 1/(endpoints left) as iptables' statistic rules do (2.5 s,
-// no sets at all). The last is NFTables.EndpointRules: the same uniform
-// choice, and the same table in every other respect. It is off by
-// default, because at a thousand Services kube-proxy's layout loads as
-// fast (0.24 s against 0.29 s for 1,000 x 10). Into a new table, Script
-// writes the per-ServicePort chains as one table block, which nft parses
-// in less time than a command per rule (2.3 s end to end with
-// EndpointRules; batching elements into one command per set gained
-// nothing measurable). A periodic full sync over the loaded table, which
-// kube-proxy runs hourly, takes 32 s with kube-proxy's layout and 2.4 s
-// with EndpointRules. A partial sync of one Service among 10,000 takes
-// about 0.17 s end to end with either layout: 65 ms to rebuild the model,
-// 9 ms to generate, 90 ms in nft, where the kernel validates the whole
-// table (every chain reachable from the base chains) on any transaction
-// that adds a rule.
+// Loading into the kernel is where kube-proxy's nftables mode is slowest;
+// NFTablesLayout's design notes give the measurements and the alternatives
+// tried. In short: kube-proxy's anonymous per-Service maps load in
+// quadratic time (13 s for 10,000 x 10), and any transaction adding a DNAT
+// rule or a verdict-map goto makes the kernel re-validate the whole table
+// (25-40 ms at 10,000 Services) after nft has read all of it (about 37 ms).
+// The default layout keeps endpoints in data maps: it loads in 1.9 s, and
+// an endpoint change is a few elements, which the applier can send over
+// netlink (7 ms end to end).
 package proxyrules

@@ -114,10 +114,10 @@ func TestFuzzSeedsLoadInKernel(t *testing.T) {
 		if err != nil {
 			t.Errorf("seed %+v: iptables-restore --test: %v: %s", seed, err, out)
 		}
-		for _, g := range []*NFTables{{}, {EndpointRules: true}} {
+		for _, g := range []*NFTables{{}, {Layout: NFTablesKubeProxy}, {Layout: NFTablesEndpointRules}} {
 			out, err = HostExec(ctx, g.Sync(m, true).Script(), "ip", "netns", "exec", ns.Name, "nft", "-c", "-f", "-")
 			if err != nil {
-				t.Errorf("seed %+v: nft -c (EndpointRules %v): %v: %s", seed, g.EndpointRules, err, out)
+				t.Errorf("seed %+v: nft -c (layout %v): %v: %s", seed, g.Layout, err, out)
 			}
 		}
 		cancel()

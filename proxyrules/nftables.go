@@ -32,9 +32,6 @@ type NFTables struct {
 	// (NFTablesKubeProxy) for load and change time and picks the same way.
 	// See NFTablesLayout.
 	Layout NFTablesLayout
-	// EndpointRules, with Layout left at its default, selects
-	// NFTablesEndpointRules (the option of earlier versions).
-	EndpointRules bool
 	// Clock dates stale chains, which are deleted one second after they
 	// were emptied (as kube-proxy does: kernels before 6.2 may still count
 	// a reference from a just-deleted map element). Nil is the real clock.
@@ -437,14 +434,6 @@ func activeChains(st *nftState) map[string]bool {
 		}
 	}
 	return active
-}
-
-// layout is the layout in effect.
-func (g *NFTables) layout() NFTablesLayout {
-	if g.Layout == NFTablesEndpointMaps && g.EndpointRules {
-		return NFTablesEndpointRules
-	}
-	return g.Layout
 }
 
 func (g *NFTables) now() time.Time {

@@ -31,7 +31,7 @@ type nftWriter struct {
 }
 
 func newNFTWriter(g *NFTables, m *Model) *nftWriter {
-	w := &nftWriter{g: g, cfg: &m.Config, ip: "ip", addrType: "ipv4_addr", layout: g.layout()}
+	w := &nftWriter{g: g, cfg: &m.Config, ip: "ip", addrType: "ipv4_addr", layout: g.Layout}
 	if m.Config.Family == corev1.IPv6Protocol {
 		w.ip, w.addrType = "ip6", "ipv6_addr"
 	}

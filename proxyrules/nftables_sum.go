@@ -24,7 +24,7 @@ func (g *NFTables) configSum(m *Model) uint64 {
 	for _, p := range g.ServiceCIDRs {
 		writePrefix(&h, p)
 	}
-	writeInt(&h, int(g.layout()))
+	writeInt(&h, int(g.Layout))
 	return h.Sum64()
 }
 

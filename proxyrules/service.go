@@ -157,9 +157,16 @@ func servicePorts(svc *corev1.Service, family corev1.IPFamily) ([]*ServicePort, 
 			errs = append(errs, fmt.Errorf("service %s: port %q: number %d out of range", key, sp.Name, sp.Port))
 			continue
 		}
+		proto := protocolOrTCP(sp.Protocol)
+		if proto != corev1.ProtocolTCP && proto != corev1.ProtocolUDP && proto != corev1.ProtocolSCTP {
+			// API validation allows only these; anything else would make
+			// rules the kernel refuses, taking the whole payload down.
+			errs = append(errs, fmt.Errorf("service %s: port %q: protocol %q is not TCP, UDP or SCTP; ignored", key, sp.Name, sp.Protocol))
+			continue
+		}
 		p := &block[i]
 		*p = base
-		p.Name = ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: sp.Name, Protocol: protocolOrTCP(sp.Protocol)}
+		p.Name = ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: sp.Name, Protocol: proto}
 		p.Port = int(sp.Port)
 		// The apiserver allocates NodePorts from its range; one outside any
 		// port range would make the whole payload fail to load, so it is
