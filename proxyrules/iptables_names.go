@@ -46,7 +46,7 @@ func ChainsFor(name ServicePortName) IPTablesChains {
 func chainsFor(portName, proto string) IPTablesChains {
 	var hash [16]byte
 	appendChainHash(hash[:0], portName, proto, "")
-	var buf [96]byte
+	var buf [4 * (len(prefixSVC) + 16)]byte
 	b := buf[:0]
 	for _, prefix := range []string{prefixSVC, prefixSVL, prefixEXT, prefixFW} {
 		b = append(append(b, prefix...), hash[:]...)

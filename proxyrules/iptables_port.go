@@ -292,16 +292,14 @@ func (w *portWriter) sepPrefix(sep string) {
 // all in one string. An Endpoint belongs to one port, so to one writer, and
 // keeps its name for the syncs that follow.
 func (w *portWriter) nameEndpoints(eps []*Endpoint) {
-	var buf []byte
+	var stack [16 * (len(prefixSEP) + 16)]byte
+	buf := stack[:0]
 	for _, ep := range eps {
 		if ep.sepChain == "" {
-			if buf == nil {
-				buf = make([]byte, 0, len(eps)*(len(prefixSEP)+16))
-			}
 			buf = appendChainHash(append(buf, prefixSEP...), w.name, w.proto, ep.String())
 		}
 	}
-	if buf == nil {
+	if len(buf) == 0 {
 		return
 	}
 	names := string(buf)
