@@ -170,7 +170,7 @@ func appendEndpoints(eps []*Endpoint, errs []error, es *discoveryv1.EndpointSlic
 // endpoint per address as its EndpointSliceCache does: of several seen in
 // turn, a later one replaces the kept one unless it is terminating.
 func dedupEndpoints(eps []*Endpoint) []*Endpoint {
-	slices.SortStableFunc(eps, func(a, b *Endpoint) int { return cmp.Compare(a.str, b.str) })
+	sortEndpoints(eps)
 	out := eps[:0]
 	for _, e := range eps {
 		if n := len(out); n > 0 && out[n-1].Addr == e.Addr {
@@ -182,6 +182,21 @@ func dedupEndpoints(eps []*Endpoint) []*Endpoint {
 		out = append(out, e)
 	}
 	return out
+}
+
+// sortEndpoints sorts by endpoint string, keeping the order of equals. A
+// port has a few endpoints, mostly: an insertion sort with the comparison
+// inlined does them fastest.
+func sortEndpoints(eps []*Endpoint) {
+	if len(eps) > 32 {
+		slices.SortStableFunc(eps, func(a, b *Endpoint) int { return strings.Compare(a.str, b.str) })
+		return
+	}
+	for i := 1; i < len(eps); i++ {
+		for j := i; j > 0 && eps[j].str < eps[j-1].str; j-- {
+			eps[j], eps[j-1] = eps[j-1], eps[j]
+		}
+	}
 }
 
 // fillEndpoint sets a zero Endpoint from e, or reports why e is ignored.
