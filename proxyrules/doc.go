@@ -112,11 +112,12 @@
 // next sync carries its changes again.
 //
 // The iptables generator keeps, for each ServicePort, the bytes it wrote
-// (its lines in the top-level chains and its own chains) with a hash of
-// them. A partial sync copies the bytes of ports whose PortState is the
-// one it wrote them for (a Tracker keeps unchanged ports' PortStates) and
-// writes only the others; of those, it includes the own chains only when
-// their hash changed. Changed ports are written by as many goroutines as
+// (its lines in the top-level chains and its own chains). A partial sync
+// reuses the bytes of ports whose PortState is the one it wrote them for
+// (a Tracker keeps unchanged ports' PortStates) and writes only the
+// others; of those, it includes the own chains only when their bytes
+// changed, and the top-level chains only when some port's lines in them
+// did. Changed ports are written by as many goroutines as
 // GOMAXPROCS allows, each taking 64 ports at a time (a goroutine that
 // loses its CPU to another process holds the sync up by 64 ports at most)
 // into blocks of memory; the payload is then assembled from the ports'

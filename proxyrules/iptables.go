@@ -2,7 +2,6 @@ package proxyrules
 
 import (
 	"bytes"
-	"hash/maphash"
 	"reflect"
 	"runtime"
 	"slices"
@@ -27,7 +26,6 @@ type IPTables struct {
 	// byState finds the committed record of a port by its PortState, which
 	// is quicker than by name and tells at once that it did not change.
 	byState  map[*PortState]*appliedPort
-	hashSeed maphash.Seed
 	settings generationSettings
 	// adopted are service chains found in the kernel that no applied sync
 	// wrote (a previous kube-proxy or process); the next full sync deletes
@@ -39,7 +37,6 @@ type IPTables struct {
 // while its PortState (the same pointer, as a Tracker keeps it) and the
 // settings stay the same.
 type appliedPort struct {
-	sum    uint64 // of ownChains and ownRules
 	chains []string
 	state  *PortState
 	// Slices of the writer's buffers: see portWriter.
@@ -150,7 +147,7 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 		}
 		todo = append(todo, i)
 	}
-	pooled := writePorts(m, settings, g.seed(), recs, todo)
+	pooled := writePorts(m, settings, recs, todo)
 	s.changed = make([]*appliedPort, 0, len(todo))
 	if full {
 		s.Written = make([]ServicePortName, 0, len(m.Ports))
@@ -167,7 +164,7 @@ func (g *IPTables) Sync(m *Model, full bool) *IPTablesSync {
 		if prev == rec {
 			written[i] = full
 		} else {
-			if !full && prev != nil && prev.sum == rec.sum {
+			if !full && prev != nil && bytes.Equal(prev.ownChains, rec.ownChains) && bytes.Equal(prev.ownRules, rec.ownRules) {
 				rec.ownChains, rec.ownRules = prev.ownChains, prev.ownRules
 			} else {
 				written[i] = true
@@ -236,7 +233,7 @@ func largeCluster(m *Model) bool {
 // many as GOMAXPROCS allows, take the ports a chunk at a time, so that one
 // that loses its CPU to another process holds the others up by a chunk at
 // most.
-func writePorts(m *Model, settings generationSettings, seed maphash.Seed, recs []*appliedPort, todo []int) blocks {
+func writePorts(m *Model, settings generationSettings, recs []*appliedPort, todo []int) blocks {
 	const chunk = 64
 	var total portSize
 	for _, i := range todo {
@@ -247,7 +244,7 @@ func writePorts(m *Model, settings generationSettings, seed maphash.Seed, recs [
 	var next atomic.Int64
 	taken := make([]blocks, workers)
 	work := func(k int) {
-		w := &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, seed: seed, block: block, recordBlock: min(chunk, len(todo))}
+		w := &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, block: block, recordBlock: min(chunk, len(todo))}
 		for {
 			from := int(next.Add(chunk)) - chunk
 			if from >= len(todo) {
@@ -279,11 +276,4 @@ func appendMissing(dst, old, cur []string) []string {
 		}
 	}
 	return dst
-}
-
-func (g *IPTables) seed() maphash.Seed {
-	if g.hashSeed == (maphash.Seed{}) {
-		g.hashSeed = maphash.MakeSeed()
-	}
-	return g.hashSeed
 }

@@ -1,7 +1,6 @@
 package proxyrules
 
 import (
-	"hash/maphash"
 	"net/netip"
 	"strconv"
 )
@@ -12,7 +11,6 @@ import (
 type portWriter struct {
 	cfg          *Config
 	largeCluster bool
-	seed         maphash.Seed
 	// filter: the port's rules in the filter table's top-level chains;
 	// natTop: in KUBE-SERVICES and KUBE-NODEPORTS; ownChains, ownRules:
 	// its own chains (KUBE-SVC/SVL/EXT/FW/SEP), which a partial sync
@@ -47,11 +45,6 @@ func (w *portWriter) port(p *PortState) *appliedPort {
 	w.recs = w.recs[1:]
 	rec.state, rec.chains = p, w.rules()
 
-	var h maphash.Hash
-	h.SetSeed(w.seed)
-	h.Write(w.ownChains.buf[chainsAt:])
-	h.Write(w.ownRules.buf[rulesAt:])
-	rec.sum = h.Sum64()
 	rec.filter = capped(w.filter.buf[filterAt:])
 	rec.natTop = capped(w.natTop.buf[natAt:])
 	rec.ownChains = capped(w.ownChains.buf[chainsAt:])
