@@ -1,14 +1,12 @@
 package conformance
 
 import (
-	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/kube-nodekit/nodekit/internal/testenv"
 	"github.com/kube-nodekit/nodekit/proxyrules"
 )
 
@@ -19,17 +17,7 @@ import (
 // the table is kube-proxy's once each ladder is written back as the
 // numgen-map rule it stands for and the endpoint maps are left out.
 func TestNFTablesEndpointMapsMatchKubeProxy(t *testing.T) {
-	ns := testenv.NetNSes(t, "kubeproxy")[0]
-	for seed := range uint64(200) {
-		r := rand.New(rand.NewPCG(seed, 0xa11))
-		set := genServiceSet(r, 1+r.IntN(12))
-		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
-		up.fullSync(t, ns, set.services, set.slices)
-		ours := runOurs(t, &proxyrules.NFTables{}, nil, set.cfg, set.services, set.slices, true)
-		if diff := diffNFT(up.nft.Dump(), foldEndpointMaps(ours.Dump(), false)); diff != "" {
-			t.Fatalf("seed %d:\n%s", seed, diff)
-		}
-	}
+	compareNFTLayout(t, 200, 0xa11, proxyrules.NFTablesEndpointMaps, func(dump string) string { return foldEndpointMaps(dump, false) })
 }
 
 var (

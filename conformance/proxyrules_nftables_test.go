@@ -26,15 +26,22 @@ import (
 // the same order, the same sets and maps with the same elements (compared
 // as sets: kube-proxy adds them in map-iteration order).
 func TestNFTablesMatchesKubeProxy(t *testing.T) {
+	compareNFTLayout(t, 500, 0x1337, proxyrules.NFTablesKubeProxy, func(dump string) string { return dump })
+}
+
+// compareNFTLayout compares nodekit's full sync in layout with kube-proxy's
+// on seeds random Service sets, after fold writes nodekit's table in
+// kube-proxy's layout.
+func compareNFTLayout(t *testing.T, seeds, stream uint64, layout proxyrules.NFTablesLayout, fold func(string) string) {
+	t.Helper()
 	ns := testenv.NetNSes(t, "kubeproxy")[0]
-	for seed := range uint64(500) {
-		r := rand.New(rand.NewPCG(seed, 0x1337))
+	for seed := range seeds {
+		r := rand.New(rand.NewPCG(seed, stream))
 		set := genServiceSet(r, 1+r.IntN(12))
 		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
 		up.fullSync(t, ns, set.services, set.slices)
-		g := proxyrules.NFTables{Layout: proxyrules.NFTablesKubeProxy}
-		ours := runOurs(t, &g, nil, set.cfg, set.services, set.slices, true)
-		if diff := diffNFT(up.nft.Dump(), ours.Dump()); diff != "" {
+		ours := runOurs(t, &proxyrules.NFTables{Layout: layout}, nil, set.cfg, set.services, set.slices, true)
+		if diff := diffNFT(up.nft.Dump(), fold(ours.Dump())); diff != "" {
 			t.Fatalf("seed %d (%d services, config %+v):\n%s", seed, len(set.services), set.cfg, diff)
 		}
 	}
@@ -157,17 +164,7 @@ func TestNFTablesLargeClusterMatchesKubeProxy(t *testing.T) {
 // difference for load time), the table is kube-proxy's once each run of per-endpoint
 // rules is written back as the map rule it replaces.
 func TestNFTablesEndpointRulesMatchKubeProxy(t *testing.T) {
-	ns := testenv.NetNSes(t, "kubeproxy")[0]
-	for seed := range uint64(200) {
-		r := rand.New(rand.NewPCG(seed, 0x5eed))
-		set := genServiceSet(r, 1+r.IntN(12))
-		up := newUpstreamNFTProxier(t, ns, set.cfg, true)
-		up.fullSync(t, ns, set.services, set.slices)
-		ours := runOurs(t, &proxyrules.NFTables{Layout: proxyrules.NFTablesEndpointRules}, nil, set.cfg, set.services, set.slices, true)
-		if diff := diffNFT(up.nft.Dump(), foldEndpointRules(ours.Dump())); diff != "" {
-			t.Fatalf("seed %d:\n%s", seed, diff)
-		}
-	}
+	compareNFTLayout(t, 200, 0x5eed, proxyrules.NFTablesEndpointRules, foldEndpointRules)
 }
 
 // runOurs syncs nodekit's generator and runs the transaction on fake (a
