@@ -77,11 +77,7 @@ func BenchmarkIPTablesPartial(b *testing.B) {
 // Sync.
 func BenchmarkIPTablesTrackerPartial(b *testing.B) {
 	svcs, eps := cluster(10000, 10)
-	tr, _ := NewTracker(DefaultConfig("node1"))
-	for i := range svcs {
-		tr.SetService(svcs[i])
-		tr.SetEndpointSlice(eps[i])
-	}
+	tr := trackerOf(b, DefaultConfig("node1"), svcs, eps)
 	var g IPTables
 	m, _ := tr.Model()
 	g.Sync(m, true).Commit()

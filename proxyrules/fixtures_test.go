@@ -2,6 +2,7 @@ package proxyrules
 
 import (
 	"net/netip"
+	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -111,3 +112,20 @@ func endpointSlice(svc string, port int32, proto corev1.Protocol, eps ...ep) *di
 }
 
 func addrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// trackerOf is a Tracker that has seen svcs and eps, as a running proxy's
+// would after its informers synced.
+func trackerOf(t testing.TB, cfg Config, svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice) *Tracker {
+	t.Helper()
+	tr, err := NewTracker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svcs {
+		tr.SetService(s)
+	}
+	for _, es := range eps {
+		tr.SetEndpointSlice(es)
+	}
+	return tr
+}

@@ -136,14 +136,7 @@ func benchFullLoad(b *testing.B, backend IPTablesBackend, staged bool, svcs []*c
 }
 
 func benchOneServiceChange(b *testing.B, backend IPTablesBackend, svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice) {
-	tr, err := NewTracker(DefaultConfig("node1"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range svcs {
-		tr.SetService(svcs[i])
-		tr.SetEndpointSlice(eps[i])
-	}
+	tr := trackerOf(b, DefaultConfig("node1"), svcs, eps)
 	r := &restoreMeter{ns: testenv.NetNSes(b, "change")[0]}
 	a := &IPTablesApplier{Exec: r.exec, Backend: backend}
 	m, _ := tr.Model()

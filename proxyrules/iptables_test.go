@@ -207,14 +207,7 @@ func TestIPTablesParallelSyncEqualsSequential(t *testing.T) {
 func TestIPTablesRecordsSurviveBlockReuse(t *testing.T) {
 	cfg := DefaultConfig("node1")
 	svcs, eps := cluster(3000, 10)
-	tr, err := NewTracker(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range svcs {
-		tr.SetService(svcs[i])
-		tr.SetEndpointSlice(eps[i])
-	}
+	tr := trackerOf(t, cfg, svcs, eps)
 	var g IPTables
 	m, _ := tr.Model()
 	g.Sync(m, true).Commit()

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/kube-nodekit/nodekit/internal/testenv"
-	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
@@ -62,7 +61,7 @@ func BenchmarkNFTablesPartial(b *testing.B) {
 	for _, layout := range nftLayouts {
 		b.Run("services=10000/endpoints=10/changed=1/layout="+layout.String(), func(b *testing.B) {
 			b.ReportAllocs()
-			tr := nftTracker(b, cfg, svcs, eps)
+			tr := trackerOf(b, cfg, svcs, eps)
 			g := NFTables{Layout: layout}
 			m, _ := tr.Model()
 			g.Sync(m, true).Commit()
@@ -78,21 +77,6 @@ func BenchmarkNFTablesPartial(b *testing.B) {
 			b.ReportMetric(float64(size), "script-bytes")
 		})
 	}
-}
-
-// nftTracker is a Tracker that has seen svcs and eps.
-func nftTracker(b *testing.B, cfg Config, svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice) *Tracker {
-	tr, err := NewTracker(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, s := range svcs {
-		tr.SetService(s)
-	}
-	for _, es := range eps {
-		tr.SetEndpointSlice(es)
-	}
-	return tr
 }
 
 // nftLoadVariants are the alternatives measured for loading into the
@@ -196,7 +180,7 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 				nftBenchLayout(b, v.layout)
 				_, _ = ns.Exec(context.Background(), "nft", "delete", "table", "ip", NFTablesTable)
 				g := NFTables{Layout: v.layout}
-				tr := nftTracker(b, cfg, svcs, eps)
+				tr := trackerOf(b, cfg, svcs, eps)
 				m, _ := tr.Model()
 				s := g.Sync(m, true)
 				loadNFT(b, ns, s.Script())

@@ -214,14 +214,7 @@ func TestNFTablesTrackerPartialEqualsFull(t *testing.T) {
 	for _, layout := range nftLayouts {
 		r := rand.New(rand.NewPCG(uint64(layout), 9))
 		svcs, eps := cluster(40, 4)
-		tr, err := NewTracker(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range svcs {
-			tr.SetService(svcs[i])
-			tr.SetEndpointSlice(eps[i])
-		}
+		tr := trackerOf(t, cfg, svcs, eps)
 		g := NFTables{Layout: layout}
 		fake := newNFTFake(cfg.Family)
 		m, _ := tr.Model()

@@ -86,11 +86,7 @@ func TestTrackerEqualsNewModel(t *testing.T) {
 func TestIPTablesReusesUnchangedPorts(t *testing.T) {
 	cfg := DefaultConfig("node1")
 	svcs, eps := cluster(50, 4)
-	tr, _ := NewTracker(cfg)
-	for i := range svcs {
-		tr.SetService(svcs[i])
-		tr.SetEndpointSlice(eps[i])
-	}
+	tr := trackerOf(t, cfg, svcs, eps)
 	var cached, fresh IPTables
 	m, _ := tr.Model()
 	cached.Sync(m, false).Commit()
