@@ -196,14 +196,7 @@ func checkLabTraffic(t *testing.T, lab *netLab, m *Model) {
 		}
 	})
 	t.Run("terminating endpoints still serve when nothing is ready", func(t *testing.T) {
-		seen := map[string]int{}
-		for range 30 {
-			r, err := lab.dialTCP(t, addrPort("203.0.113.14:80"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen[r.backend]++
-		}
+		seen := lab.reached(t, "203.0.113.14:80", 30)
 		if seen["be1"] > 0 || len(seen) != 2 {
 			t.Fatalf("reached %v, want the terminating be2 and be3", seen)
 		}
@@ -295,14 +288,8 @@ func TestIPTablesPartialSyncInKernel(t *testing.T) {
 		if s.Full || len(s.Written) != 1 || s.Written[0].Name != "web" {
 			t.Fatalf("sync full=%v wrote %v, want a partial sync of ns/web only", s.Full, s.Written)
 		}
-		for range 20 {
-			r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.backend != "be2" {
-				t.Fatalf("after the change, web reached %s, want only be2", r.backend)
-			}
+		if seen := lab.reached(t, "203.0.113.10:80", 20); len(seen) != 1 || seen["be2"] == 0 {
+			t.Fatalf("after the change, web reached %v, want only be2", seen)
 		}
 	})
 }
@@ -333,14 +320,7 @@ func TestIPTablesFailedApplyKeepsRules(t *testing.T) {
 		}
 		t.Logf("refused as expected: %v", err)
 		// The old rules still route web to all three backends.
-		seen := map[string]bool{}
-		for range 40 {
-			r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
-			if err != nil {
-				t.Fatalf("after a failed apply: %v", err)
-			}
-			seen[r.backend] = true
-		}
+		seen := lab.reached(t, "203.0.113.10:80", 40)
 		if len(seen) != 3 {
 			t.Fatalf("after a failed apply web reached %v, want the old rules' three backends", seen)
 		}

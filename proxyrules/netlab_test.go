@@ -115,6 +115,21 @@ var errRefused = errors.New("connection refused")
 
 // dialTCP connects from the client namespace and reads one reply. A
 // refusal (the REJECT of a Service without endpoints) is errRefused.
+// reached makes n TCP connections to addr from the client and counts the
+// backends that answered.
+func (lab *netLab) reached(t *testing.T, addr string, n int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for range n {
+		r, err := lab.dialTCP(t, addrPort(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[r.backend]++
+	}
+	return seen
+}
+
 func (lab *netLab) dialTCP(t *testing.T, addr netip.AddrPort) (reply, error) {
 	t.Helper()
 	return lab.exchange(t, "tcp4", addr)

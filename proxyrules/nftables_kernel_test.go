@@ -76,15 +76,8 @@ func testNFTablesPartialSyncInKernel(t *testing.T, layout NFTablesLayout) {
 	if script := string(s.Script()); layout == NFTablesEndpointMaps && (strings.Contains(script, "chain") || strings.Contains(script, "rule") || nftRuns != before) {
 		t.Fatalf("one endpoint fewer rewrote chains in the endpoint-maps layout, or ran nft (%d times):\n%s", nftRuns-before, script)
 	}
-	seen := map[string]bool{}
-	for range 40 {
-		r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen[r.backend] = true
-	}
-	if len(seen) != 2 || seen["be3"] {
+	seen := lab.reached(t, "203.0.113.10:80", 40)
+	if len(seen) != 2 || seen["be3"] > 0 {
 		t.Fatalf("after be3 went, web reached %v, want be1 and be2", seen)
 	}
 	// "web" loses be1 and be3; "sticky" loses be3, whose endpoint chain
@@ -101,14 +94,8 @@ func testNFTablesPartialSyncInKernel(t *testing.T, layout NFTablesLayout) {
 	if len(s.Flushed) != 1 || !strings.Contains(s.Flushed[0], "198.51.100.34/8080") {
 		t.Fatalf("flushed %v, want be3's endpoint chain of sticky", s.Flushed)
 	}
-	for range 20 {
-		r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.backend != "be2" {
-			t.Fatalf("after the change, web reached %s, want only be2", r.backend)
-		}
+	if seen := lab.reached(t, "203.0.113.10:80", 20); len(seen) != 1 || seen["be2"] == 0 {
+		t.Fatalf("after the change, web reached %v, want only be2", seen)
 	}
 	stale := s.Flushed[0]
 	if out := lab.node.Run(t, "nft", "list", "chains", "ip"); !strings.Contains(out, stale) {
@@ -152,14 +139,7 @@ func TestNFTablesFailedApplyKeepsRules(t *testing.T) {
 		t.Fatalf("apply over a conflicting element: err = %v, want an error quoting the refused element", err)
 	}
 	// The old rules still route web to all three backends.
-	seen := map[string]bool{}
-	for range 40 {
-		r, err := lab.dialTCP(t, addrPort("203.0.113.10:80"))
-		if err != nil {
-			t.Fatalf("after a failed apply: %v", err)
-		}
-		seen[r.backend] = true
-	}
+	seen := lab.reached(t, "203.0.113.10:80", 40)
 	if len(seen) != 3 {
 		t.Fatalf("after a failed apply web reached %v, want the old rules' three backends", seen)
 	}
