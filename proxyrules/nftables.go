@@ -2,7 +2,6 @@ package proxyrules
 
 import (
 	"hash/maphash"
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -105,6 +104,17 @@ type NFTablesSync struct {
 	// with their new owners, and the keys in the order first touched.
 	touched     [len(nftContainers)]map[string][]nftOwner
 	touchedKeys [len(nftContainers)][]string
+	// portChanges are, for a partial sync, its changes to the committed
+	// ports, which Commit applies in place (next shares prev's maps).
+	portChanges []nftPortChange
+}
+
+// nftPortChange replaces a port's record (rec nil: the port is gone);
+// replaced is the PortState of the record it replaces, if any.
+type nftPortChange struct {
+	name     ServicePortName
+	rec      *nftPortRecord
+	replaced *PortState
 }
 
 // NumOperations is the number of operations in the transaction.
@@ -147,6 +157,17 @@ func (s *NFTablesSync) Commit() {
 			}
 		}
 	}
+	for _, c := range s.portChanges {
+		if c.replaced != nil {
+			delete(s.next.byPort, c.replaced)
+		}
+		if c.rec == nil {
+			delete(s.next.ports, c.name)
+			continue
+		}
+		s.next.ports[c.name] = c.rec
+		s.next.byPort[c.rec.port] = c.rec
+	}
 	g.committed = s.next
 	if s.Full {
 		g.setUp = true
@@ -188,7 +209,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, w.layout)))
 		s.Written = make([]ServicePortName, 0, len(m.Ports))
 	}
-	next := &nftState{config: cfgSum, ports: make(map[ServicePortName]*nftPortRecord, len(m.Ports)), stale: map[string]time.Time{}}
+	next := &nftState{config: cfgSum, stale: map[string]time.Time{}}
 	if prev == nil {
 		prev = &nftState{}
 		for c := range next.elems {
@@ -242,8 +263,9 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	// are skipped without hashing their inputs or names.
 	incremental := !full && prev.byPort != nil
 	if incremental {
-		next.ports, next.byPort = maps.Clone(prev.ports), maps.Clone(prev.byPort)
+		next.ports, next.byPort = prev.ports, prev.byPort // changed on Commit
 	} else {
+		next.ports = make(map[ServicePortName]*nftPortRecord, len(m.Ports))
 		next.byPort = make(map[*PortState]*nftPortRecord, len(m.Ports))
 	}
 	seen := 0 // ports of m that prev has
@@ -309,11 +331,16 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			}
 			rec.port = p
 		}
-		next.ports[p.Name] = rec
-		if old != nil && incremental {
-			delete(next.byPort, old.port)
+		if incremental {
+			change := nftPortChange{name: p.Name, rec: rec}
+			if old != nil {
+				change.replaced = old.port
+			}
+			s.portChanges = append(s.portChanges, change)
+		} else {
+			next.ports[p.Name] = rec
+			next.byPort[p] = rec
 		}
-		next.byPort[p] = rec
 	}
 	s.portOps[1] = len(s.ops)
 	var gone []ServicePortName
@@ -332,8 +359,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	for _, name := range gone {
 		old := prev.ports[name]
 		if incremental {
-			delete(next.ports, name)
-			delete(next.byPort, old.port)
+			s.portChanges = append(s.portChanges, nftPortChange{name: name, replaced: old.port})
 		}
 		s.changeElems(prev, name, old, nil)
 		slots = appendSlotElems(slots, old, nil)
