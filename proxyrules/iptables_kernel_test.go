@@ -267,18 +267,26 @@ func (lab *netLab) backendGateway(backend string) netip.Addr {
 	return netip.MustParseAddr("198.51.100." + strconv.Itoa(16*i+1))
 }
 
+// loadedLab is a lab whose node holds the rules of labServices, loaded
+// with backend b by the applier it returns.
+func loadedLab(ctx context.Context, t *testing.T, b IPTablesBackend) (*netLab, []*corev1.Service, []*discoveryv1.EndpointSlice, *IPTablesApplier) {
+	t.Helper()
+	lab := newNetLab(t, 3)
+	services, slices := labServices(lab)
+	applier := &IPTablesApplier{Exec: lab.nodeExec, Backend: b}
+	if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
+		t.Fatal(err)
+	}
+	return lab, services, slices, applier
+}
+
 // TestIPTablesPartialSyncInKernel: after a partial sync that carries only
 // the changed Service, traffic in the kernel follows the change.
 func TestIPTablesPartialSyncInKernel(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b IPTablesBackend) {
-		lab := newNetLab(t, 3)
-		services, slices := labServices(lab)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		applier := &IPTablesApplier{Exec: lab.nodeExec, Backend: b}
-		if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
-			t.Fatal(err)
-		}
+		lab, services, slices, applier := loadedLab(ctx, t, b)
 		// "web" loses be1 and be3.
 		slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"})
 		s, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false)
@@ -301,14 +309,9 @@ func TestIPTablesPartialSyncInKernel(t *testing.T) {
 // deletes.
 func TestIPTablesFailedApplyKeepsRules(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b IPTablesBackend) {
-		lab := newNetLab(t, 3)
-		services, slices := labServices(lab)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		applier := &IPTablesApplier{Exec: lab.nodeExec, Backend: b}
-		if _, err := applier.Apply(ctx, mustModel(t, labConfig(lab), services, slices), false); err != nil {
-			t.Fatal(err)
-		}
+		lab, services, slices, applier := loadedLab(ctx, t, b)
 		web := ServicePortName{Namespace: "ns", Name: "web", Port: "p", Protocol: corev1.ProtocolTCP}
 		be1 := EndpointChain(web, &Endpoint{Addr: netip.AddrPortFrom(lab.backendIPs[0], labTCPPort)})
 		lab.node.Run(t, b.tool(false, ""), "-t", "nat", "-A", "OUTPUT", "-d", "192.0.2.99", "-j", be1)
