@@ -21,8 +21,7 @@ type Endpoint struct {
 	Terminating bool           // conditions.terminating, nil meaning false
 	Hints       *EndpointHints // nil when the endpoint has none
 
-	str      string // String(), computed once
-	sepChain string // the KUBE-SEP chain, computed once (an Endpoint belongs to one port)
+	str string // String(), computed once
 }
 
 // EndpointHints are an endpoint's topology hints (hints.forZones and

@@ -26,9 +26,12 @@ type portWriter struct {
 	recs        []appliedPort
 	recordBlock int
 
-	// Per port, set by port().
+	// Per port, set by port(): and by nameEndpoints, its reachable
+	// endpoints and their chains' names.
 	name, proto string
 	p           *PortState
+	reachable   []*Endpoint
+	sepNames    string
 }
 
 // port writes one ServicePort, as syncProxyRules' loop over the service
@@ -219,8 +222,8 @@ func (w *portWriter) rules() []string {
 		w.endpointJumps(names.Local, c.Local)
 	}
 	dnat := dnatWords(w.proto)
-	for _, ep := range c.Reachable {
-		sep := ep.sepChain
+	for i, ep := range c.Reachable {
+		sep := w.sep(i)
 		chains.chain(sep)
 		own = append(own, sep)
 		// Traffic that loops back to its own pod needs SNAT.
@@ -281,26 +284,34 @@ func (w *portWriter) sepPrefix(sep string) {
 	}
 }
 
-// nameEndpoints sets the KUBE-SEP chain of the endpoints that lack one,
-// all in one string. An Endpoint belongs to one port, so to one writer, and
-// keeps its name for the syncs that follow.
-func (w *portWriter) nameEndpoints(eps []*Endpoint) {
-	var stack [16 * (len(prefixSEP) + 16)]byte
+// sepLen is the length of a KUBE-SEP chain name.
+const sepLen = len(prefixSEP) + 16
+
+// nameEndpoints names the KUBE-SEP chains of the port's reachable
+// endpoints, all in one string; sep and sepOf read them.
+func (w *portWriter) nameEndpoints(reachable []*Endpoint) {
+	var stack [16 * sepLen]byte
 	buf := stack[:0]
-	for _, ep := range eps {
-		if ep.sepChain == "" {
-			buf = appendChainHash(append(buf, prefixSEP...), w.name, w.proto, ep.String())
+	for _, ep := range reachable {
+		buf = appendChainHash(append(buf, prefixSEP...), w.name, w.proto, ep.String())
+	}
+	w.reachable, w.sepNames = reachable, string(buf)
+}
+
+// sep is the chain of the i-th reachable endpoint.
+func (w *portWriter) sep(i int) string { return w.sepNames[i*sepLen : (i+1)*sepLen] }
+
+// sepOf is the chain of ep, one of the reachable endpoints, which callers
+// go through in order (Cluster and Local are in Reachable's order):
+// *from is where the search starts and, after, where ep was found.
+func (w *portWriter) sepOf(ep *Endpoint, from *int) string {
+	for i := *from; i < len(w.reachable); i++ {
+		if w.reachable[i] == ep {
+			*from = i
+			return w.sep(i)
 		}
 	}
-	if len(buf) == 0 {
-		return
-	}
-	names := string(buf)
-	for _, ep := range eps {
-		if ep.sepChain == "" {
-			ep.sepChain, names = names[:len(prefixSEP)+16], names[len(prefixSEP)+16:]
-		}
-	}
+	return EndpointChain(w.p.Name, ep) // not reachable: cannot happen
 }
 
 // endpointJumps writes a SVC/SVL chain: affinity checks first, then one
@@ -308,8 +319,9 @@ func (w *portWriter) nameEndpoints(eps []*Endpoint) {
 func (w *portWriter) endpointJumps(chain string, eps []*Endpoint) {
 	rules := &w.ownRules
 	if w.p.ClientIPAffinity {
+		at := 0
 		for _, ep := range eps {
-			sep := ep.sepChain
+			sep := w.sepOf(ep, &at)
 			w.jumpPrefix(chain, ep)
 			rules.more("-m", "recent", "--name", sep, "--rcheck", "--seconds")
 			rules.int(w.p.StickyMaxAgeSeconds)
@@ -317,6 +329,7 @@ func (w *portWriter) endpointJumps(chain string, eps []*Endpoint) {
 			rules.end()
 		}
 	}
+	at := 0
 	for i, ep := range eps {
 		w.jumpPrefix(chain, ep)
 		if i < len(eps)-1 {
@@ -324,7 +337,7 @@ func (w *portWriter) endpointJumps(chain string, eps []*Endpoint) {
 			rules.raw(probability(len(eps) - i))
 		}
 		rules.raw(" -j ")
-		rules.raw(ep.sepChain)
+		rules.raw(w.sepOf(ep, &at))
 		rules.end()
 	}
 }

@@ -16,9 +16,8 @@ import (
 // Model is what the rules are generated from: every ServicePort of one IP
 // family, in name order, with its endpoints categorized for this node. It
 // is the shared core of the iptables and nftables backends and of the
-// packet tracer. The iptables generator remembers each endpoint's chain
-// name in it, so sync a Model with one IPTables generator at a time;
-// tracing it is safe from any number of goroutines.
+// packet tracer. Generators and the tracer only read it, so any number of
+// goroutines may use one Model at once.
 type Model struct {
 	Config Config
 	Ports  []*PortState
