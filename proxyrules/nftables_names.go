@@ -65,13 +65,38 @@ type NFTablesChains struct {
 
 // NFTablesChainsFor returns the chain names of a ServicePort.
 func NFTablesChainsFor(name ServicePortName) NFTablesChains {
-	base := nftHashName(nftPortBase(name))
-	return NFTablesChains{
-		Cluster:  nftPrefixCluster + base,
-		Local:    nftPrefixLocal + base,
-		External: nftPrefixExternal + base,
-		Firewall: nftPrefixFirewall + base,
+	// The four names in one string, built on the stack.
+	var in, out [4 * 256]byte
+	base := appendNFTHashName(in[:0], appendNFTPortBase(in[len(in)/2:len(in)/2], name))
+	b := out[:0]
+	var ends [4]int
+	for i, prefix := range []string{nftPrefixCluster, nftPrefixLocal, nftPrefixExternal, nftPrefixFirewall} {
+		b = append(append(b, prefix...), base...)
+		ends[i] = len(b)
 	}
+	all := string(b)
+	return NFTablesChains{Cluster: all[:ends[0]], Local: all[ends[0]:ends[1]], External: all[ends[1]:ends[2]], Firewall: all[ends[2]:]}
+}
+
+// appendNFTPortBase appends nftPortBase(name).
+func appendNFTPortBase(dst []byte, name ServicePortName) []byte {
+	dst = append(append(dst, name.Namespace...), '/')
+	dst = append(append(dst, name.Name...), '/')
+	dst = append(append(dst, protocolWord(name.Protocol)...), '/')
+	return append(dst, name.Port...)
+}
+
+// appendNFTHashName appends nftHashName(string(name)).
+func appendNFTHashName(dst, name []byte) []byte {
+	h := sha256.Sum256(name)
+	var hash [8]byte
+	base32.StdEncoding.Encode(hash[:], h[:5]) // the first 8 characters of the whole
+	at := len(dst)
+	dst = append(append(append(dst, hash[:]...), '-'), name...)
+	if len(dst)-at > nftNameBaseMax {
+		dst = append(dst[:at+nftNameBaseMax-3], "..."...)
+	}
+	return dst
 }
 
 // NFTablesEndpointChain returns the chain of an endpoint of a ServicePort
@@ -81,9 +106,7 @@ func NFTablesEndpointChain(name ServicePortName, ep *Endpoint) (chain, affinityS
 	return nftPrefixEndpoint + base, nftPrefixAffinity + base
 }
 
-func nftPortBase(name ServicePortName) string {
-	return name.Namespace + "/" + name.Name + "/" + strings.ToLower(string(name.Protocol)) + "/" + name.Port
-}
+func nftPortBase(name ServicePortName) string { return string(appendNFTPortBase(nil, name)) }
 
 // nftEndpointBase is servicePortEndpointChainNameBase: IPv6 colons, which a
 // chain name cannot hold, become dots.
@@ -97,14 +120,7 @@ func nftEndpointBase(name ServicePortName, ep *Endpoint) string {
 
 // nftHashName is hashAndTruncate: the hash keeps truncated names unique
 // and tells apart names that differ in one digit.
-func nftHashName(name string) string {
-	h := sha256.Sum256([]byte(name))
-	name = base32.StdEncoding.EncodeToString(h[:])[:8] + "-" + name
-	if len(name) > nftNameBaseMax {
-		name = name[:nftNameBaseMax-3] + "..."
-	}
-	return name
-}
+func nftHashName(name string) string { return string(appendNFTHashName(nil, []byte(name))) }
 
 // isNFTServiceChain: only per-ServicePort chains have a "/" in their name.
 func isNFTServiceChain(name string) bool { return strings.Contains(name, "/") }
