@@ -1,6 +1,7 @@
 package proxyrules_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -38,4 +39,30 @@ func ExampleNFTables_Sync() {
 	// add element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 : goto service-SUSTUHLJ-default/web/tcp/http }
 	// add element ip kube-proxy endpoints-tcp-93 { 0 : 10.244.1.5 . 8080 }
 	// next sync: 0 operations
+}
+
+// NFTablesKubeProxy writes kube-proxy's own ruleset, rule for rule: here
+// the Service's chain DNATs straight to its one ready endpoint.
+func ExampleNFTablesLayout() {
+	services, slices := exampleObjects()
+	m, _ := proxyrules.NewModel(proxyrules.DefaultConfig("node-a"), services, slices)
+	g := proxyrules.NFTables{Layout: proxyrules.NFTablesKubeProxy}
+	for _, line := range strings.Split(g.Sync(m, false).Transaction().String(), "\n") {
+		if strings.Contains(line, "default/web") && strings.HasPrefix(line, "add rule") {
+			fmt.Println(line)
+		}
+	}
+	// Output:
+	// add rule ip kube-proxy service-SUSTUHLJ-default/web/tcp/http meta l4proto tcp dnat to 10.244.1.5:8080
+}
+
+// Load the rules into the kernel; with NetNS set, endpoint changes skip
+// nft and go over netlink. (Not run here: it needs root.)
+func ExampleNFTablesApplier_Apply() {
+	services, slices := exampleObjects()
+	m, _ := proxyrules.NewModel(proxyrules.DefaultConfig("node-a"), services, slices)
+	applier := &proxyrules.NFTablesApplier{NetNS: "host"}
+	if _, err := applier.Apply(context.Background(), m, false); err != nil {
+		fmt.Println(err)
+	}
 }
