@@ -80,8 +80,14 @@
 // iptables proxier next to this package on a thousand random Service sets
 // and requires the same chains and rules. Deliberate differences: kube-proxy
 // adds nfacct counter matches for its metrics (they change no verdict and
-// are left out), and it orders Services by map iteration where this package
-// sorts them, so its output is deterministic.
+// are left out); it orders Services by map iteration where this package
+// sorts them, so its output is deterministic; and its partial syncs
+// rewrite the top-level chains (KUBE-SERVICES, KUBE-NODEPORTS, the filter
+// table's) every time, where this package leaves them out while no line in
+// them changed (IPTablesSync.TopLevel), so an endpoint change is a few
+// kilobytes; the kernel ends up holding the same rules. With iptables-nft
+// a first load is staged (IPTablesApplier.Apply), where kube-proxy loads
+// one payload.
 //
 // The same module runs kube-proxy 1.37's nftables proxier (its NewProxier,
 // with knftables' Fake in place of the kernel) next to NFTables on random
@@ -93,6 +99,7 @@
 // kube-proxy's map rule (a deliberate difference: they load in time linear
 // in Services and, for the default, make an endpoint change a change of
 // map elements; see NFTablesLayout).
+//
 // Deliberate differences: the alpha KubeProxyNFTablesLocalhostNodePorts
 // feature (off by default) is not offered, so localhost NodePorts are
 // never served, as in kube-proxy's default (Config.LocalhostNodePorts is
