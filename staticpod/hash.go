@@ -1,6 +1,7 @@
 package staticpod
 
 import (
+	"cmp"
 	"encoding/hex"
 	"hash"
 	"hash/fnv"
@@ -290,24 +291,14 @@ func sortKeys(keys []reflect.Value) {
 		case reflect.String:
 			return strings.Compare(a.String(), b.String())
 		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-			return cmpOrdered(a.Int(), b.Int())
+			return cmp.Compare(a.Int(), b.Int())
 		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			return cmpOrdered(a.Uint(), b.Uint())
+			return cmp.Compare(a.Uint(), b.Uint())
 		case reflect.Bool:
-			return cmpOrdered(boolInt(a.Bool()), boolInt(b.Bool()))
+			return cmp.Compare(boolInt(a.Bool()), boolInt(b.Bool()))
 		}
 		return strings.Compare(a.String(), b.String())
 	})
-}
-
-func cmpOrdered[T int64 | uint64 | int](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func boolInt(b bool) int {

@@ -1,6 +1,7 @@
 package critest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -199,21 +200,11 @@ func (r *Runtime) ListContainers(_ context.Context, f *runtimeapi.ContainerFilte
 	}
 	slices.SortFunc(out, func(a, b *runtimeapi.Container) int {
 		if a.CreatedAt != b.CreatedAt {
-			return cmpInt(a.CreatedAt, b.CreatedAt)
+			return cmp.Compare(a.CreatedAt, b.CreatedAt)
 		}
-		return cmpStr(a.Id, b.Id)
+		return cmp.Compare(a.Id, b.Id)
 	})
 	return out, nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ContainerStatus returns a copy of the container's status.

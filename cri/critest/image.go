@@ -1,6 +1,7 @@
 package critest
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -90,7 +91,7 @@ func (r *Runtime) ListImages(_ context.Context, _ *runtimeapi.ImageFilter) ([]*r
 	for _, img := range r.images {
 		out = append(out, proto.Clone(img).(*runtimeapi.Image))
 	}
-	slices.SortFunc(out, func(a, b *runtimeapi.Image) int { return cmpStr(a.Id, b.Id) })
+	slices.SortFunc(out, func(a, b *runtimeapi.Image) int { return cmp.Compare(a.Id, b.Id) })
 	return out, nil
 }
 

@@ -143,16 +143,6 @@ func matches(labels, selector map[string]string) bool {
 	return true
 }
 
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 var (
 	_ cri.RuntimeService = (*Runtime)(nil)
 	_ cri.ImageService   = (*Runtime)(nil)

@@ -1,6 +1,7 @@
 package critest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -123,9 +124,9 @@ func (r *Runtime) ListPodSandbox(_ context.Context, f *runtimeapi.PodSandboxFilt
 	}
 	slices.SortFunc(out, func(a, b *runtimeapi.PodSandbox) int {
 		if a.CreatedAt != b.CreatedAt {
-			return cmpInt(a.CreatedAt, b.CreatedAt)
+			return cmp.Compare(a.CreatedAt, b.CreatedAt)
 		}
-		return cmpStr(a.Id, b.Id)
+		return cmp.Compare(a.Id, b.Id)
 	})
 	return out, nil
 }
