@@ -146,9 +146,7 @@ func BenchmarkNFTablesKernelLoad(b *testing.B) {
 					script := renderNFT(s, v.script)
 					t2 := time.Now()
 					phases[3] += loadNFT(b, ns, script)
-					phases[0] += t1.Sub(t0)
-					phases[1] += t2.Sub(t1)
-					phases[2] += time.Since(t2)
+					addPhases(&phases, t0, t1, t2)
 				}
 				reportPhases(b, phases)
 			})
@@ -201,18 +199,14 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 							b.Fatal(err)
 						}
 						s.Commit()
-						phases[0] += t1.Sub(t0)
-						phases[1] += t2.Sub(t1)
-						phases[2] += time.Since(t2)
+						addPhases(&phases, t0, t1, t2)
 						continue
 					}
 					script := s.Script()
 					t2 := time.Now()
 					phases[3] += loadNFT(b, ns, script)
 					s.Commit()
-					phases[0] += t1.Sub(t0)
-					phases[1] += t2.Sub(t1)
-					phases[2] += time.Since(t2)
+					addPhases(&phases, t0, t1, t2)
 				}
 				reportPhases(b, phases)
 			})
@@ -247,9 +241,7 @@ func BenchmarkNFTablesKernelResync(b *testing.B) {
 					t2 := time.Now()
 					phases[3] += loadNFT(b, ns, script)
 					s.Commit()
-					phases[0] += t1.Sub(t0)
-					phases[1] += t2.Sub(t1)
-					phases[2] += time.Since(t2)
+					addPhases(&phases, t0, t1, t2)
 				}
 				reportPhases(b, phases)
 			})
@@ -269,6 +261,14 @@ func loadNFT(b *testing.B, ns *testenv.NetNS, script []byte) time.Duration {
 		b.Fatalf("nft -f: %v: %.2000s", err, out)
 	}
 	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}
+
+// addPhases adds a model built from t0 to t1, generated from t1 to t2 and
+// loaded from t2 until now.
+func addPhases(phases *[4]time.Duration, t0, t1, t2 time.Time) {
+	phases[0] += t1.Sub(t0)
+	phases[1] += t2.Sub(t1)
+	phases[2] += time.Since(t2)
 }
 
 func reportPhases(b *testing.B, phases [4]time.Duration) {
