@@ -95,7 +95,7 @@ func BenchmarkIPTablesFullSync(b *testing.B) {
 				}
 				u.OnServiceSynced()
 				b.StartTimer()
-				u.sync(b, ns, u.OnEndpointSlicesSynced)
+				syncIn(b, ns, u.OnEndpointSlicesSynced)
 				size = len(u.last(b))
 			}
 			b.ReportMetric(float64(size), "payload-bytes")
@@ -140,7 +140,7 @@ func BenchmarkIPTablesOneServiceChange(b *testing.B) {
 			b.StartTimer()
 			// OnServiceSynced runs syncProxyRules synchronously; after the
 			// first sync it is a partial one.
-			u.sync(b, ns, u.OnServiceSynced)
+			syncIn(b, ns, u.OnServiceSynced)
 			size = len(u.last(b))
 		}
 		b.ReportMetric(float64(size), "payload-bytes")

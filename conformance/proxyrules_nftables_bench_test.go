@@ -41,7 +41,7 @@ func BenchmarkNFTablesFullSync(b *testing.B) {
 				u := newUpstreamNFTProxier(b, ns, set.cfg, false)
 				u.feed(set.services, set.slices)
 				b.StartTimer()
-				u.sync(b, ns, u.OnEndpointSlicesSynced)
+				syncIn(b, ns, u.OnEndpointSlicesSynced)
 				ops, size = u.last(b).NumOperations(), len(u.last(b).String())
 			}
 			b.ReportMetric(float64(ops), "ops")
@@ -89,7 +89,7 @@ func BenchmarkNFTablesOneServiceChange(b *testing.B) {
 			b.StartTimer()
 			// OnServiceSynced runs syncProxyRules synchronously; after the
 			// first sync it is a partial one.
-			u.sync(b, ns, u.OnServiceSynced)
+			syncIn(b, ns, u.OnServiceSynced)
 			ops = u.last(b).NumOperations()
 			_ = u.last(b).String() // the text knftables writes to nft, as Script is
 		}

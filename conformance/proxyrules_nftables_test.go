@@ -122,7 +122,7 @@ func testNFTablesPartialSyncsMatchKubeProxy(t *testing.T, layout proxyrules.NFTa
 				set.services = append(set.services, fresh)
 				set.slices = append(set.slices, slices...)
 			}
-			up.sync(t, ns, up.OnServiceSynced)
+			syncIn(t, ns, up.OnServiceSynced)
 			runOurs(t, &g, ours, set.cfg, set.services, set.slices, false)
 			// Each deletes an emptied chain a second after it emptied it,
 			// timed by its own clock: which of them has done so already

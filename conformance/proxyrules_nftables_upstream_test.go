@@ -103,15 +103,8 @@ func (u *upstreamNFTProxier) feed(services []*corev1.Service, slices []*discover
 func (u *upstreamNFTProxier) fullSync(t testing.TB, ns *testenv.NetNS, services []*corev1.Service, slices []*discoveryv1.EndpointSlice) *knftables.Transaction {
 	t.Helper()
 	u.feed(services, slices)
-	u.sync(t, ns, u.OnEndpointSlicesSynced)
+	syncIn(t, ns, u.OnEndpointSlicesSynced)
 	return u.last(t)
-}
-
-func (u *upstreamNFTProxier) sync(t testing.TB, ns *testenv.NetNS, fn func()) {
-	t.Helper()
-	if err := ns.Do(func() error { fn(); return nil }); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (u *upstreamNFTProxier) last(t testing.TB) *knftables.Transaction {

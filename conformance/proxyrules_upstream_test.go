@@ -93,16 +93,8 @@ func (u *upstreamProxier) fullSync(t testing.TB, ns *testenv.NetNS, services []*
 		u.OnEndpointSliceAdd(es)
 	}
 	u.OnServiceSynced()
-	u.sync(t, ns, u.OnEndpointSlicesSynced)
+	syncIn(t, ns, u.OnEndpointSlicesSynced)
 	return u.last(t)
-}
-
-// sync runs one of the proxier's synchronous sync entry points in ns.
-func (u *upstreamProxier) sync(t testing.TB, ns *testenv.NetNS, fn func()) {
-	t.Helper()
-	if err := ns.Do(func() error { fn(); return nil }); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (u *upstreamProxier) last(t testing.TB) []byte {
@@ -111,4 +103,13 @@ func (u *upstreamProxier) last(t testing.TB) []byte {
 		t.Fatal("upstream proxier restored nothing")
 	}
 	return u.ipt.payloads[len(u.ipt.payloads)-1]
+}
+
+// syncIn runs one of an upstream proxier's synchronous sync entry points in
+// ns, where its netlink sockets belong.
+func syncIn(t testing.TB, ns *testenv.NetNS, fn func()) {
+	t.Helper()
+	if err := ns.Do(func() error { fn(); return nil }); err != nil {
+		t.Fatal(err)
+	}
 }
