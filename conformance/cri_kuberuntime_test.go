@@ -13,27 +13,18 @@ import (
 	"time"
 	"unsafe"
 
-	cadvisorapi "github.com/google/cadvisor/lib/model"
 	"github.com/opencontainers/cgroups"
-	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubetypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/flowcontrol"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	critesting "k8s.io/cri-api/pkg/apis/testing"
 	"k8s.io/klog/v2"
-	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
-	"k8s.io/kubernetes/pkg/kubelet/cm"
 	kubecontainer "k8s.io/kubernetes/pkg/kubelet/container"
 	containertest "k8s.io/kubernetes/pkg/kubelet/container/testing"
-	"k8s.io/kubernetes/pkg/kubelet/kuberuntime"
-	"k8s.io/kubernetes/pkg/kubelet/logs"
 	"k8s.io/kubernetes/pkg/kubelet/network/dns"
-	proberesults "k8s.io/kubernetes/pkg/kubelet/prober/results"
 	"k8s.io/kubernetes/pkg/securitycontext"
 
 	"github.com/kube-nodekit/nodekit/cri"
@@ -125,29 +116,7 @@ func newCRIPair(t testing.TB) *criPair {
 	configurer := dns.NewConfigurer(&record.FakeRecorder{}, &v1.ObjectReference{Kind: "Node", Name: "node"},
 		[]net.IP{net.ParseIP("10.0.0.5")}, []net.IP{net.ParseIP("10.96.0.10")}, "cluster.local", resolv)
 	helper := &criHelper{FakeRuntimeHelper: &containertest.FakeRuntimeHelper{}, cfg: &p.cfg, dns: configurer}
-	rt, _, err := kuberuntime.NewKubeGenericRuntimeManager(context.Background(),
-		&record.FakeRecorder{},
-		proberesults.NewManager(), proberesults.NewManager(), proberesults.NewManager(),
-		p.cfg.RootDir, p.cfg.PodLogsDir,
-		&cadvisorapi.MachineInfo{MemoryCapacity: criMemory},
-		noPodState{}, 110,
-		&containertest.FakeOS{},
-		helper,
-		nil,
-		flowcontrol.NewBackOff(time.Second, time.Minute),
-		false, nil, 0, 0, string(kubeletconfig.NeverVerifyPreloadedImages), nil, "", "",
-		nil, true, metav1.Duration{Duration: 100 * time.Millisecond}, nil,
-		critesting.NewFakeRuntimeService(), critesting.NewFakeImageService(),
-		cm.NewStubContainerManager(), logs.NewStubContainerLogManager(), nil,
-		false, "", func() v1.ResourceList { return nil }, nil,
-		kubeletconfig.NoneMemoryReservationPolicy,
-		noRecorder{}, noop.NewTracerProvider(), nil, nil, noRecorder{},
-	)
-	if err != nil {
-		t.Fatalf("NewKubeGenericRuntimeManager: %v", err)
-	}
-	type iface struct{ typ, data unsafe.Pointer }
-	p.upstream = (*iface)(unsafe.Pointer(&rt)).data
+	p.upstream = kubeRuntimeManager(t, p.cfg.RootDir, p.cfg.PodLogsDir, criMemory, helper, true, 100*time.Millisecond)
 	return p
 }
 

@@ -18,6 +18,7 @@ import (
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
 	"k8s.io/kubernetes/pkg/kubelet/cm"
 	containertest "k8s.io/kubernetes/pkg/kubelet/container/testing"
+	kubecontainer "k8s.io/kubernetes/pkg/kubelet/container"
 	"k8s.io/kubernetes/pkg/kubelet/kuberuntime"
 	"k8s.io/kubernetes/pkg/kubelet/logs"
 	proberesults "k8s.io/kubernetes/pkg/kubelet/prober/results"
@@ -58,15 +59,23 @@ type upstreamRuntime struct {
 
 func newUpstreamRuntime(t testing.TB, memoryCapacity uint64, cpuCFSQuota bool, period time.Duration) upstreamRuntime {
 	t.Helper()
-	ctx := context.Background()
-	rt, _, err := kuberuntime.NewKubeGenericRuntimeManager(ctx,
-		record.NewFakeRecorder(16),
+	return upstreamRuntime{m: kubeRuntimeManager(t, t.TempDir(), t.TempDir(), memoryCapacity, &containertest.FakeRuntimeHelper{}, cpuCFSQuota, period)}
+}
+
+// kubeRuntimeManager builds the kubelet's runtime manager
+// (NewKubeGenericRuntimeManager) over fake CRI services and returns the
+// *kubeGenericRuntimeManager it wraps, for the unexported methods the
+// tests call.
+func kubeRuntimeManager(t testing.TB, rootDir, podLogsDir string, memoryCapacity uint64, helper kubecontainer.RuntimeHelper, cpuCFSQuota bool, period time.Duration) unsafe.Pointer {
+	t.Helper()
+	rt, _, err := kuberuntime.NewKubeGenericRuntimeManager(context.Background(),
+		&record.FakeRecorder{},
 		proberesults.NewManager(), proberesults.NewManager(), proberesults.NewManager(),
-		t.TempDir(), t.TempDir(),
+		rootDir, podLogsDir,
 		&cadvisorapi.MachineInfo{MemoryCapacity: memoryCapacity},
 		noPodState{}, 110,
 		&containertest.FakeOS{},
-		&containertest.FakeRuntimeHelper{},
+		helper,
 		nil,
 		flowcontrol.NewBackOff(time.Second, time.Minute),
 		false, nil, 0, 0, string(kubeletconfig.NeverVerifyPreloadedImages), nil, "", "",
@@ -82,7 +91,7 @@ func newUpstreamRuntime(t testing.TB, memoryCapacity uint64, cpuCFSQuota bool, p
 	}
 	// rt is an interface holding a *kubeGenericRuntimeManager: its data word.
 	type iface struct{ typ, data unsafe.Pointer }
-	return upstreamRuntime{m: (*iface)(unsafe.Pointer(&rt)).data}
+	return (*iface)(unsafe.Pointer(&rt)).data
 }
 
 func (u upstreamRuntime) containerResources(pod *v1.Pod, c *v1.Container) *runtimeapi.LinuxContainerResources {
