@@ -11,11 +11,12 @@ import (
 )
 
 // TestNFTablesEndpointMapsMatchKubeProxy: in nodekit's default layout
-// (NFTablesEndpointMaps: per chain a ladder of rules looking endpoints up
-// in shared data maps, a deliberate difference so that endpoint changes
-// are element changes the kernel commits without re-validating the table),
-// the table is kube-proxy's once each ladder is written back as the
-// numgen-map rule it stands for and the endpoint maps are left out.
+// (NFTablesEndpointMaps: kube-proxy's numgen-map rule with the map moved
+// into a shared data map, a deliberate difference so that the table loads
+// in linear time and endpoint changes are element changes the kernel
+// commits without re-validating the table), the table is kube-proxy's once
+// each rule is written back with its map inline and the endpoint maps are
+// left out.
 func TestNFTablesEndpointMapsMatchKubeProxy(t *testing.T) {
 	compareNFTLayout(t, 200, 0xa11, proxyrules.NFTablesEndpointMaps, func(dump string) string { return foldEndpointMaps(dump, false) })
 }
@@ -23,14 +24,14 @@ func TestNFTablesEndpointMapsMatchKubeProxy(t *testing.T) {
 var (
 	// "add rule ip kube-proxy CHAIN meta l4proto P dnat ip addr . port to
 	// numgen random mod M offset B map @MAP"
-	ladderRule = regexp.MustCompile(`^(add rule \S+ \S+ (\S+) meta l4proto \S+ dnat (ip6?)) addr \. port to numgen random mod (\d+) offset (\d+) map @(endpoints-\S+)$`)
+	endpointMapRule = regexp.MustCompile(`^(add rule \S+ \S+ (\S+) meta l4proto \S+ dnat (ip6?)) addr \. port to numgen random mod (\d+) offset (\d+) map @(endpoints-\S+)$`)
 	// "add element ip kube-proxy MAP { KEY : VALUE }"
 	endpointElement = regexp.MustCompile(`^add element \S+ \S+ (endpoints-\S+) \{ (\d+) : (.*) \}$`)
 	numgenMapRule   = regexp.MustCompile(`^(.* dnat ip6? addr \. port to numgen random mod \d+ map \{ )(.*)( \})$`)
 )
 
-// foldEndpointMaps writes each ladder of endpoint-map rules in a Fake dump
-// as kube-proxy's rule for the same endpoints (in key order, or sorted
+// foldEndpointMaps writes each endpoint-map rule in a Fake dump as
+// kube-proxy's rule for the same endpoints (in key order, or sorted
 // with sorted), and leaves the endpoint maps and their elements out.
 func foldEndpointMaps(dump string, sorted bool) string {
 	lines := strings.Split(strings.TrimSpace(dump), "\n")
@@ -41,25 +42,20 @@ func foldEndpointMaps(dump string, sorted bool) string {
 		}
 	}
 	var out []string
-	done := map[string]bool{}
 	for _, l := range lines {
 		f := strings.Fields(l)
 		if len(f) > 4 && (f[1] == "map" || f[1] == "element") && strings.HasPrefix(f[4], "endpoints-") {
 			continue
 		}
-		m := ladderRule.FindStringSubmatch(l)
+		m := endpointMapRule.FindStringSubmatch(l)
 		if m == nil {
 			out = append(out, l)
 			continue
 		}
-		if done[m[2]] {
-			continue
-		}
-		done[m[2]] = true
-		capacity, _ := strconv.Atoi(m[4]) // the first rule's modulus
+		n, _ := strconv.Atoi(m[4])
 		base, _ := strconv.Atoi(m[5])
 		var eps []string
-		for k := base; k < base+capacity; k++ {
+		for k := base; k < base+n; k++ {
 			v, ok := values[m[6]+" "+strconv.Itoa(k)]
 			if !ok {
 				break

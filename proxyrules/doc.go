@@ -48,14 +48,13 @@
 //     and hairpin-connections sets, no-endpoint and firewall maps, and
 //     per-ServicePort chains (service-, local-, external-, firewall-,
 //     endpoint- with affinity- sets for ClientIP affinity). By default a
-//     per-ServicePort chain picks its endpoint from data maps
-//     (endpoints-<protocol>-<xx>) through a short ladder of rules that
-//     picks exactly as kube-proxy's numgen map does
-//     (NFTablesEndpointMaps); NFTablesKubeProxy writes kube-proxy's rules
-//     exactly. A sync can be
+//     per-ServicePort chain picks its endpoint as kube-proxy's numgen map
+//     does, with the map's elements kept in shared data maps
+//     (endpoints-<protocol>-<xx>, NFTablesEndpointMaps);
+//     NFTablesKubeProxy writes kube-proxy's rules exactly. A sync can be
 //     added to a knftables transaction (AddTo, Transaction) or written as
 //     `nft -f` input (Script). After the first, syncs are incremental like
-//     kube-proxy's: only the chains of changed ServicePorts are rewritten
+//     kube-proxy's: only the changed chains of changed ServicePorts are rewritten
 //     and only changed set and map elements are added or deleted; unused
 //     chains are emptied, then deleted a second later.
 //   - NFTablesApplier.Apply loads a sync with one `nft -f` (one atomic

@@ -231,7 +231,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 
 	if full {
 		w.setup(&s.ops, !g.setUp)
-		if g.committed == nil {
+		if g.committed == nil && !s.fresh {
 			// What the shared sets and maps hold is unknown: start them
 			// afresh, in the same transaction.
 			for _, c := range nftContainers {
@@ -249,7 +249,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 				for shard := range nftEndpointMaps {
 					ops := nftEndpointMapOps(s.family, proto*nftEndpointMaps+shard)
 					s.ops = append(s.ops, ops[nftAdd])
-					if g.committed == nil {
+					if g.committed == nil && !s.fresh {
 						s.ops = append(s.ops, ops[nftFlush])
 					}
 				}
@@ -296,13 +296,17 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			at := len(s.ops)
 			rec = w.port(p, old, &s.ops)
 			rec.sum = sum
-			if !full && old != nil && slices.Equal(old.ops, s.ops[at:]) {
+			switch {
+			case full || old == nil:
+				rec.ops = s.ops[at:len(s.ops):len(s.ops)]
+			case slices.Equal(old.ops, s.ops[at:]):
 				// Only elements changed (the endpoint-maps layout):
 				// the chains stay as they are.
 				s.ops = s.ops[:at]
 				rec.ops = old.ops
-			} else {
-				rec.ops = s.ops[at:len(s.ops):len(s.ops)]
+			default:
+				rec.ops = slices.Clone(s.ops[at:])
+				s.ops = append(s.ops[:at], changedChains(old.ops, rec.ops)...)
 			}
 			s.Written = append(s.Written, p.Name)
 			if (old != nil && old.slots[0].capacity+old.slots[1].capacity > 0) || rec.slots[0].capacity+rec.slots[1].capacity > 0 {
@@ -439,9 +443,8 @@ func estimateOps(m *Model, layout NFTablesLayout) int {
 		}
 		switch {
 		case layout == NFTablesEndpointMaps && !p.ClientIPAffinity:
-			// a ladder of about n/4+1 rules and n elements per chain
-			e := len(p.Cluster) + len(p.Local)
-			n += e + e/4 + 4
+			// a rule per chain and an element per endpoint
+			n += len(p.Cluster) + len(p.Local) + 2
 		case layout == NFTablesEndpointRules || p.ClientIPAffinity:
 			n += len(p.Cluster) + len(p.Local)
 			if p.ClientIPAffinity {

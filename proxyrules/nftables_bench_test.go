@@ -142,6 +142,7 @@ func BenchmarkNFTablesKernelLoad(b *testing.B) {
 					m, _ := NewModel(cfg, svcs, eps)
 					t1 := time.Now()
 					g := NFTables{Layout: v.layout}
+					g.Adopt(nil, nil) // a new table, as NFTablesApplier finds
 					s := g.Sync(m, true)
 					script := renderNFT(s, v.script)
 					t2 := time.Now()

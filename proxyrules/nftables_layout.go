@@ -68,29 +68,25 @@ import (
 type NFTablesLayout uint8
 
 const (
-	// NFTablesEndpointMaps, the default, writes a short ladder of rules per
-	// chain, `meta l4proto P dnat ip addr . port to numgen random mod m
-	// offset B map @endpoints-P-XX` for m from the chain's capacity C down
-	// to its floor F, and puts its n endpoints in the data map
-	// endpoints-P-XX (one of 256 per protocol, by a hash of the chain name)
-	// under the keys B .. B+n-1. A rule with m > n finds an endpoint with
-	// probability n/m, each of the n equally likely, and otherwise falls
-	// through (no such key); the rule with m = n always finds one, each
-	// equally likely: the choice is uniform among the n, as kube-proxy's
-	// `numgen random mod n map` is (TestNFTablesEndpointMapsLadderIsUniform
-	// checks it in exact arithmetic). Most packets stop at the first rule.
+	// NFTablesEndpointMaps, the default, writes kube-proxy's rule with its
+	// endpoints moved out of the rule: `meta l4proto P dnat ip addr . port
+	// to numgen random mod n offset B map @endpoints-P-XX`, the chain's n
+	// endpoints under the keys B .. B+n-1 of the data map endpoints-P-XX
+	// (one of 256 per protocol, by a hash of the chain name). It picks as
+	// kube-proxy's `numgen random mod n map { 0 : ep0, ... }` does: uniformly
+	// among the n.
 	//
-	// A chain is written with C = n + ceil(n/8) and F = n - ceil(n/8) (at
-	// least 1); while its number of endpoints stays within [F, C], a change
-	// of endpoints is a change of map elements only (a removed endpoint's
-	// key takes the last key's endpoint, so the keys stay contiguous),
-	// which the kernel commits without re-validating the table. Outside it
-	// the chain is rewritten with a capacity and floor for the new number.
-	// All 768 maps exist from the first sync on (so that a partial sync
-	// never adds one), empty ones included. ServicePorts with ClientIP
-	// affinity keep kube-proxy's endpoint chains, and protocols other than
-	// TCP, UDP and SCTP kube-proxy's rule. nft 1.0.6 lists the ladder's
-	// rules as `dnat ip to ... map @...`, leaving out "addr . port"; nft
+	// A chain reserves the keys B .. B+C-1, C = n + ceil(n/8). A change of
+	// endpoints that keeps their number is a change of map elements only (a
+	// removed endpoint's key goes to a new one), which the kernel commits
+	// without re-validating the table; a change of their number up to C
+	// rewrites the chain's one rule, and keys are kept (a removed endpoint's
+	// key takes the last key's endpoint, so the keys stay contiguous); past
+	// C the chain takes new keys. The endpoint maps exist from the first
+	// sync on (so that a partial sync never adds one). ServicePorts with
+	// ClientIP affinity keep kube-proxy's endpoint chains, and protocols
+	// other than TCP, UDP and SCTP kube-proxy's rule. nft 1.0.6 lists the
+	// rule as `dnat ip to ... map @...`, leaving out "addr . port"; nft
 	// reads that listing back as the same rule.
 	NFTablesEndpointMaps NFTablesLayout = iota
 	// NFTablesKubeProxy is kube-proxy's own layout, rule for rule: one rule
@@ -132,14 +128,14 @@ var nftSlotProtocols = [...]string{"tcp", "udp", "sctp"}
 const nftPrefixEndpointMap = "endpoints-"
 
 // nftSlots is where a chain of the endpoint-maps layout keeps its
-// endpoints: the keys base .. base+len(eps)-1 of its map, eps[i] under
-// base+i, with rules for capacity down to floor.
+// endpoints: eps[i] under the key base+i of its map; the keys up to
+// base+capacity-1 are the chain's.
 type nftSlots struct {
-	proto           uint8 // index in nftSlotProtocols
-	shard           uint8
-	base            uint32
-	capacity, floor int
-	eps             []string // map values, "address . port"
+	proto    uint8 // index in nftSlotProtocols
+	shard    uint8
+	base     uint32
+	capacity int
+	eps      []string // map values, "address . port"
 }
 
 // nftEndpointShard is the endpoint map of a chain.
@@ -211,40 +207,29 @@ func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, c
 	}
 	n := len(values)
 	var s nftSlots
-	if old != nil && old.capacity > 0 && old.floor <= n && n <= old.capacity && !w.resetSlots {
+	if old != nil && n <= old.capacity && !w.resetSlots {
 		s = *old
 		s.eps = refillSlots(old.eps, values)
 	} else {
-		grow := (n + 7) / 8
-		s = nftSlots{proto: uint8(slices.Index(nftSlotProtocols[:], proto)), shard: nftEndpointShard(chain), capacity: n + grow, floor: max(n-grow, 1), eps: values}
+		s = nftSlots{proto: uint8(slices.Index(nftSlotProtocols[:], proto)), shard: nftEndpointShard(chain), capacity: n + (n+7)/8, eps: values}
 		s.base = w.next.allocSlots(s.proto, s.shard, s.capacity)
 	}
-	name := nftEndpointMapNames[int(s.proto)*nftEndpointMaps+int(s.shard)]
-	// The ladder's rules, as substrings of one string.
+	if n == 0 {
+		w.buf, w.ends = b, ends
+		return s
+	}
 	b = b[:0]
-	rules := s.capacity - s.floor + 1
-	if cap(ends) < rules {
-		ends = make([]int, rules)
-	}
-	ends = ends[:rules]
-	for m := s.capacity; m >= s.floor; m-- {
-		b = append(b, "meta l4proto "...)
-		b = append(b, proto...)
-		b = append(b, " dnat "...)
-		b = append(b, w.ip...)
-		b = append(b, " addr . port to numgen random mod "...)
-		b = strconv.AppendInt(b, int64(m), 10)
-		b = append(b, " offset "...)
-		b = strconv.AppendUint(b, uint64(s.base), 10)
-		b = append(b, " map @"...)
-		b = append(b, name...)
-		ends[s.capacity-m] = len(b)
-	}
-	all = string(b)
-	for i, start := 0, 0; i < rules; i++ {
-		o.rule(chain, all[start:ends[i]], "")
-		start = ends[i]
-	}
+	b = append(b, "meta l4proto "...)
+	b = append(b, proto...)
+	b = append(b, " dnat "...)
+	b = append(b, w.ip...)
+	b = append(b, " addr . port to numgen random mod "...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, " offset "...)
+	b = strconv.AppendUint(b, uint64(s.base), 10)
+	b = append(b, " map @"...)
+	b = append(b, nftEndpointMapNames[int(s.proto)*nftEndpointMaps+int(s.shard)]...)
+	o.rule(chain, string(b), "")
 	w.buf, w.ends = b, ends
 	return s
 }

@@ -2,8 +2,8 @@ package proxyrules
 
 import (
 	"fmt"
-	"math/big"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,42 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 )
-
-// TestNFTablesEndpointMapsLadderIsUniform proves the endpoint-maps layout
-// picks as kube-proxy's numgen map does: for every capacity C, floor F and
-// number n of endpoints in [F, C] (keys 0..n-1 filled), the ladder of rules
-// `numgen random mod m` for m = C..F gives each endpoint probability
-// exactly 1/n, and never falls through.
-func TestNFTablesEndpointMapsLadderIsUniform(t *testing.T) {
-	for c := 1; c <= 40; c++ {
-		for f := 1; f <= c; f++ {
-			for n := f; n <= c; n++ {
-				reach := big.NewRat(1, 1) // probability that rule m is evaluated
-				p := make([]*big.Rat, n)
-				for i := range p {
-					p[i] = new(big.Rat)
-				}
-				for m := c; m >= f; m-- {
-					// numgen random mod m is uniform on 0..m-1; keys
-					// 0..min(n,m)-1 hold endpoints.
-					each := new(big.Rat).Mul(reach, big.NewRat(1, int64(m)))
-					for i := range min(n, m) {
-						p[i].Add(p[i], each)
-					}
-					reach.Mul(reach, big.NewRat(int64(m-min(n, m)), int64(m)))
-				}
-				if reach.Sign() != 0 {
-					t.Fatalf("C=%d F=%d n=%d: falls through with probability %v", c, f, n, reach)
-				}
-				for i := range p {
-					if p[i].Cmp(big.NewRat(1, int64(n))) != 0 {
-						t.Fatalf("C=%d F=%d n=%d: endpoint %d has probability %v", c, f, n, i, p[i])
-					}
-				}
-			}
-		}
-	}
-}
 
 func TestNFTablesRefillSlots(t *testing.T) {
 	for _, tc := range []struct {
@@ -68,34 +32,38 @@ func TestNFTablesRefillSlots(t *testing.T) {
 	}
 }
 
-// TestNFTablesEndpointMapsChangesAreElements: within a chain's capacity
-// and floor, endpoint changes are map element changes only (what the
-// kernel commits without validating the table); past them the chain is
-// rewritten. After each step the table picks among the same endpoints as
-// a fresh full sync's.
-func TestNFTablesEndpointMapsChangesAreElements(t *testing.T) {
+// TestNFTablesEndpointMapsChanges: an endpoint change that keeps their
+// number is a change of map elements only (what the kernel commits
+// without validating the table); a change of their number rewrites the
+// chain's one rule and keeps its keys up to its capacity, past which the
+// chain takes new keys. After each step the table picks among the same
+// endpoints as a fresh full sync's.
+func TestNFTablesEndpointMapsChanges(t *testing.T) {
 	cfg := DefaultConfig("node1")
 	svcs, eps := cluster(100, 10)
 	var g NFTables
 	fake := newNFTFake(cfg.Family)
 	runNFT(t, &g, fake, mustModel(t, cfg, svcs, eps), false)
-	chain := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "s7", Port: "p", Protocol: corev1.ProtocolTCP}).Cluster
+	name := ServicePortName{Namespace: "ns", Name: "s7", Port: "p", Protocol: corev1.ProtocolTCP}
+	chain := NFTablesChainsFor(name).Cluster
 	base := eps[7].Endpoints
+	rule := regexp.MustCompile(`add rule ip kube-proxy ` + regexp.QuoteMeta(chain) + ` .* mod (\d+) offset (\d+) map @`)
+	offset := strconv.FormatUint(uint64(g.committed.ports[name].slots[0].base), 10)
 	for _, step := range []struct {
-		name      string
-		endpoints int // of the original ten, then new ones
-		rewrite   bool
+		name       string
+		old, new   int // endpoints kept of the original ten, and new ones
+		rewrite    bool
+		sameOffset bool
 	}{
-		{"one goes", 9, false},
-		{"it comes back and two more (12, the capacity)", 12, false},
-		{"one more than the capacity", 13, true},
-		{"down to the new floor (13 - 2)", 11, false},
-		{"below the floor", 4, true},
-		{"down to the floor of 4 (4 - 1)", 3, false},
+		{"one is replaced", 9, 1, false, true},
+		{"one goes", 9, 0, true, true},
+		{"three come (12, the capacity: 10 + ceil(10/8))", 9, 3, true, true},
+		{"one more than the capacity", 10, 3, true, false},
+		{"down to 2", 2, 0, true, true},
 	} {
 		eps[7] = eps[7].DeepCopy()
-		eps[7].Endpoints = slices.Clone(base[:min(step.endpoints, 10)])
-		for i := 10; i < step.endpoints; i++ {
+		eps[7].Endpoints = slices.Clone(base[:step.old])
+		for i := range step.new {
 			eps[7].Endpoints = append(eps[7].Endpoints, endpointSlice("s7", 8080, corev1.ProtocolTCP, ep{ip: fmt.Sprintf("10.250.0.%d", i)}).Endpoints...)
 		}
 		m := mustModel(t, cfg, svcs, eps)
@@ -105,9 +73,19 @@ func TestNFTablesEndpointMapsChangesAreElements(t *testing.T) {
 			t.Fatalf("%s: chain rewritten = %v, want %v:\n%s", step.name, rewrote, step.rewrite, text)
 		}
 		for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
-			if !step.rewrite && !strings.Contains(line, " element ip kube-proxy "+nftPrefixEndpointMap) {
-				t.Fatalf("%s: %q in a change of elements only", step.name, line)
+			if !strings.Contains(line, " element ip kube-proxy "+nftPrefixEndpointMap) && !strings.Contains(line, " "+chain) {
+				t.Fatalf("%s: %q in a change of s7's endpoints", step.name, line)
 			}
+		}
+		if step.rewrite {
+			r := rule.FindStringSubmatch(text)
+			if r == nil || r[1] != strconv.Itoa(step.old+step.new) {
+				t.Fatalf("%s: no rule for %d endpoints:\n%s", step.name, step.old+step.new, text)
+			}
+			if (r[2] == offset) != step.sameOffset {
+				t.Fatalf("%s: offset %s, was %s; want the same: %v", step.name, r[2], offset, step.sameOffset)
+			}
+			offset = r[2]
 		}
 		fresh := newNFTFake(cfg.Family)
 		runNFT(t, new(NFTables), fresh, m, true)
@@ -117,7 +95,7 @@ func TestNFTablesEndpointMapsChangesAreElements(t *testing.T) {
 	}
 }
 
-// foldEndpointMaps writes each ladder of endpoint-map rules in a Fake dump
+// foldEndpointMaps writes each endpoint-map rule in a Fake dump
 // as the kube-proxy rule it stands for (`dnat ... to numgen random mod n
 // map { 0 : a . p , ... }`, or `dnat to a:p` for one endpoint), with the
 // endpoints in key order, or sorted with sortEndpoints, and leaves the
@@ -133,7 +111,6 @@ func foldEndpointMaps(dump string, sortEndpoints bool) string {
 		}
 	}
 	var out []string
-	done := map[string]bool{}
 	for _, l := range lines {
 		f := strings.Fields(l)
 		if len(f) > 3 && (f[1] == "map" || f[1] == "element") && strings.HasPrefix(f[4], nftPrefixEndpointMap) {
@@ -144,18 +121,13 @@ func foldEndpointMaps(dump string, sortEndpoints bool) string {
 			out = append(out, l)
 			continue
 		}
-		chain := f[4]
-		if done[chain] {
-			continue
-		}
-		done[chain] = true
 		// "... meta l4proto P dnat ip addr . port to numgen random mod M offset B map @MAP"
 		g := strings.Fields(l[i:])
-		capacity, _ := strconv.Atoi(g[7]) // the first rule's
+		n, _ := strconv.Atoi(g[7])
 		b, _ := strconv.Atoi(g[9])
 		name := strings.TrimPrefix(g[11], "@")
 		var eps []string
-		for k := b; k < b+capacity; k++ {
+		for k := b; k < b+n; k++ {
 			v, ok := values[name+" "+strconv.Itoa(k)]
 			if !ok {
 				break

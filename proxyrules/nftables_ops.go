@@ -1,6 +1,7 @@
 package proxyrules
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -73,6 +74,32 @@ func (o *nftOps) element(v nftVerb, e *nftElem) {
 		op.value, op.comment = e.value, e.comment
 	}
 	*o = append(*o, op)
+}
+
+// changedChains returns the operations of cur, a port's operations, but
+// for those of chains whose operations are the same in old: a partial
+// sync rewrites only the chains that change (kube-proxy rewrites every
+// chain of a changed Service; the table ends up the same). Operations on
+// anything but a chain or its rules are kept.
+func changedChains(old, cur nftOps) nftOps {
+	byChain := func(ops nftOps) map[string]nftOps {
+		m := map[string]nftOps{}
+		for _, op := range ops {
+			if op.kind == nftChain || op.kind == nftRule {
+				m[op.name] = append(m[op.name], op)
+			}
+		}
+		return m
+	}
+	was, is := byChain(old), byChain(cur)
+	kept := make(nftOps, 0, len(cur))
+	for _, op := range cur {
+		if (op.kind == nftChain || op.kind == nftRule) && slices.Equal(was[op.name], is[op.name]) {
+			continue
+		}
+		kept = append(kept, op)
+	}
+	return kept
 }
 
 // knftables turns op into the knftables object it stands for.

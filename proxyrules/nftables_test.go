@@ -319,8 +319,7 @@ func TestNFTablesRuleShapes(t *testing.T) {
 	cluster, local := nftEndpointMapName(0, nftEndpointShard(names.Cluster)), nftEndpointMapName(0, nftEndpointShard(names.Local))
 	for _, want := range []string{
 		`add map ip6 kube-proxy ` + cluster + ` { typeof numgen random mod 1 : ip6 daddr . tcp dport ; comment "endpoints of service chains, by slot" ; }`,
-		`add rule ip6 kube-proxy ` + names.Cluster + ` meta l4proto tcp dnat ip6 addr . port to numgen random mod 3 offset 0 map @` + cluster,
-		`add rule ip6 kube-proxy ` + names.Cluster + ` meta l4proto tcp dnat ip6 addr . port to numgen random mod 1 offset 0 map @` + cluster,
+		`add rule ip6 kube-proxy ` + names.Cluster + ` meta l4proto tcp dnat ip6 addr . port to numgen random mod 2 offset 0 map @` + cluster,
 		`add rule ip6 kube-proxy ` + names.Local + ` meta l4proto tcp dnat ip6 addr . port to numgen random mod 1 offset 0 map @` + local,
 		`add element ip6 kube-proxy ` + cluster + ` { 1 : fd00:10:180::2 . 80 }`,
 	} {
