@@ -2,6 +2,7 @@ package proxyrules
 
 import (
 	"hash/maphash"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -104,6 +105,7 @@ type NFTablesSync struct {
 	// with their new owners, and the keys in the order first touched.
 	touched     [len(nftContainers)]map[string][]nftOwner
 	touchedKeys [len(nftContainers)][]string
+	ownerBlock  []nftOwner // newOwner's
 	// portChanges are, for a partial sync, its changes to the committed
 	// ports, which Commit applies in place (next shares prev's maps).
 	portChanges []nftPortChange
@@ -149,6 +151,13 @@ func (s *NFTablesSync) Script() []byte {
 func (s *NFTablesSync) Commit() {
 	g := s.g
 	for c, touched := range s.touched {
+		if len(s.next.elems[c]) == 0 {
+			// Nothing committed in it (a first sync): the sync's view
+			// is the container's.
+			maps.DeleteFunc(touched, func(_ string, owners []nftOwner) bool { return len(owners) == 0 })
+			s.next.elems[c] = touched
+			continue
+		}
 		for key, owners := range touched {
 			if len(owners) == 0 {
 				delete(s.next.elems[c], key)
@@ -226,7 +235,11 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		next.slotNext = [len(nftSlotProtocols) * nftEndpointMaps]uint32{}
 	}
 	for c := range s.touched {
-		s.touched[c] = map[string][]nftOwner{}
+		if len(prev.elems[c]) == 0 {
+			s.touched[c] = make(map[string][]nftOwner, len(m.Ports))
+		} else {
+			s.touched[c] = map[string][]nftOwner{}
+		}
 	}
 
 	if full {

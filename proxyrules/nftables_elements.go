@@ -60,6 +60,16 @@ func (s *NFTablesSync) changeElems(prev *nftState, port ServicePortName, old, cu
 	}
 	if cur != nil {
 		for _, e := range cur.elems {
+			if len(prev.elems[e.c]) == 0 && old == nil {
+				// Nothing to clone (a first sync): one map access for
+				// a key no port wanted yet.
+				t := s.touched[e.c]
+				if _, seen := t[e.key]; !seen {
+					s.touchedKeys[e.c] = append(s.touchedKeys[e.c], e.key)
+					t[e.key] = s.newOwner(nftOwner{port: port, value: e.value, comment: e.comment})
+					continue
+				}
+			}
 			o := owners(e.c, e.key)
 			if slices.ContainsFunc(o, func(w nftOwner) bool { return w.port == port }) {
 				s.touched[e.c][e.key] = o
@@ -69,6 +79,17 @@ func (s *NFTablesSync) changeElems(prev *nftState, port ServicePortName, old, cu
 			s.touched[e.c][e.key] = slices.Insert(o, i, nftOwner{port: port, value: e.value, comment: e.comment})
 		}
 	}
+}
+
+// newOwner returns a one-owner list, carved from a block shared with the
+// lists before it (a first sync makes one for nearly every element).
+func (s *NFTablesSync) newOwner(o nftOwner) []nftOwner {
+	if len(s.ownerBlock) == cap(s.ownerBlock) {
+		s.ownerBlock = make([]nftOwner, 0, 1024)
+	}
+	s.ownerBlock = append(s.ownerBlock, o)
+	n := len(s.ownerBlock)
+	return s.ownerBlock[n-1 : n : n]
 }
 
 // elementOps writes the element changes: deletions first (so a changed
