@@ -3,10 +3,7 @@ package proxyrules
 import (
 	"bytes"
 	"reflect"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 )
 
 // largeClusterEndpoints is kube-proxy's largeClusterEndpointsThreshold:
@@ -229,42 +226,28 @@ func largeCluster(m *Model) bool {
 	return total > largeClusterEndpoints
 }
 
-// writePorts writes the records of the ports todo indexes. Writers, as
-// many as GOMAXPROCS allows, take the ports a chunk at a time, so that one
-// that loses its CPU to another process holds the others up by a chunk at
-// most.
+// writePorts writes the records of the ports todo indexes, on as many
+// goroutines as GOMAXPROCS allows (inParallel).
 func writePorts(m *Model, settings generationSettings, recs []*appliedPort, todo []int) blocks {
-	const chunk = 64
 	var total portSize
 	for _, i := range todo {
 		total.add(estimate(m.Ports[i], settings.largeCluster))
 	}
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(todo)/(4*chunk)))
+	workers := parallelWorkers(len(todo))
 	block := total.block(workers)
-	var next atomic.Int64
-	taken := make([]blocks, workers)
-	work := func(k int) {
-		w := &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, block: block, recordBlock: min(chunk, len(todo))}
-		for {
-			from := int(next.Add(chunk)) - chunk
-			if from >= len(todo) {
-				taken[k] = w.blocks
-				return
-			}
-			for _, i := range todo[from:min(from+chunk, len(todo))] {
-				recs[i] = w.port(m.Ports[i])
-			}
+	writers := make([]*portWriter, workers)
+	for k := range writers {
+		writers[k] = &portWriter{cfg: &m.Config, largeCluster: settings.largeCluster, block: block, recordBlock: min(parallelChunk, len(todo))}
+	}
+	inParallel(len(todo), workers, func(k, from, to int) {
+		for _, i := range todo[from:to] {
+			recs[i] = writers[k].port(m.Ports[i])
 		}
+	})
+	taken := make([]blocks, workers)
+	for k, w := range writers {
+		taken[k] = w.blocks
 	}
-	if workers == 1 {
-		work(0)
-		return taken[0]
-	}
-	var wg sync.WaitGroup
-	for k := range workers {
-		wg.Go(func() { work(k) })
-	}
-	wg.Wait()
 	return slices.Concat(taken...)
 }
 

@@ -4,10 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -48,33 +45,14 @@ func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discover
 		}
 	}
 	built := make([]trackedService, len(services))
-	// Services are independent: build them on every core there is, a
-	// chunk at a time (see writePorts).
-	const chunk = 64
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(services)/(4*chunk)))
-	var next atomic.Int64
-	work := func() {
-		for {
-			from := int(next.Add(chunk)) - chunk
-			if from >= len(services) {
-				return
-			}
-			for i := from; i < min(from+chunk, len(services)); i++ {
-				if svc := services[i]; svc != nil {
-					built[i].ports, built[i].err = buildService(&cfg, svc, bySvc[serviceKey{svc.Namespace, svc.Name}])
-				}
+	// Services are independent: build them on every core there is.
+	inParallel(len(services), parallelWorkers(len(services)), func(_, from, to int) {
+		for i := from; i < to; i++ {
+			if svc := services[i]; svc != nil {
+				built[i].ports, built[i].err = buildService(&cfg, svc, bySvc[serviceKey{svc.Namespace, svc.Name}])
 			}
 		}
-	}
-	if workers == 1 {
-		work()
-	} else {
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(work)
-		}
-		wg.Wait()
-	}
+	})
 	// Ports in name order: Services in key order, each with its ports
 	// (already sorted); sortPorts then has little left to do.
 	order := make([]int, 0, len(services))

@@ -47,7 +47,6 @@ type NFTables struct {
 	// tableAbsent: Adopt found no table.
 	tableAbsent bool
 	opsHint     int // operations in the last sync, to size the next
-	sumBuf      []byte
 	hashSeed    maphash.Seed
 }
 
@@ -281,7 +280,6 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		next.ports = make(map[ServicePortName]*nftPortRecord, len(m.Ports))
 		next.byPort = make(map[*PortState]*nftPortRecord, len(m.Ports))
 	}
-	seen := 0 // ports of m that prev has
 	var slots []nftSlotElem
 	if full && w.layout == NFTablesEndpointMaps && g.committed == nil {
 		e := 0
@@ -290,36 +288,91 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		}
 		slots = make([]nftSlotElem, 0, e)
 	}
-	var staleChains, staleSets, revived []string
-	for _, p := range m.Ports {
+	// The ports' sums first (in parallel), then in port order which ports
+	// to write and where their endpoints go, then the writing (in
+	// parallel), then, in port order again, the sync's operations.
+	steps := make([]nftPortStep, len(m.Ports))
+	g.seed()
+	workers := parallelWorkers(len(m.Ports))
+	writers := w.forWorkers(workers)
+	inParallel(len(m.Ports), workers, func(k, from, to int) {
+		w := writers[k]
+		for i := from; i < to; i++ {
+			p := m.Ports[i]
+			if incremental && prev.byPort[p] != nil {
+				continue
+			}
+			steps[i].sum, w.buf = g.portSum(p, w.buf)
+			steps[i].old = prev.ports[p.Name]
+		}
+	})
+	seen := 0 // ports of m that prev has
+	writes := 0
+	for i, p := range m.Ports {
+		st := &steps[i]
 		if incremental && prev.byPort[p] != nil {
 			seen++
+			st.skip = true
 			continue
 		}
-		sum := g.portSum(p)
-		old := prev.ports[p.Name]
+		old := st.old
 		if old != nil {
 			seen++
 		}
+		switch {
+		case full && old != nil && old.sum == st.sum && prev.config == cfgSum && !w.resetSlots:
+			st.repeat = true
+		case full || old == nil || old.sum != st.sum:
+			st.write = true
+			st.plan = w.planSlots(p, old)
+			writes++
+		}
+	}
+	if writes > 0 {
+		inParallel(len(m.Ports), workers, func(k, from, to int) {
+			// The chunk's operations in one buffer, each port's a piece.
+			size := 0
+			for i := from; i < to; i++ {
+				if steps[i].write {
+					size += estimatePortOps(m.Ports[i], w.layout)
+				}
+			}
+			ops := make(nftOps, 0, size)
+			for i := from; i < to; i++ {
+				if st := &steps[i]; st.write {
+					at := len(ops)
+					st.rec = writers[k].port(m.Ports[i], st.old, st.plan, &ops)
+					st.ops = ops[at:len(ops):len(ops)]
+				}
+			}
+		})
+	}
+	var staleChains, staleSets, revived []string
+	for i, p := range m.Ports {
+		st := &steps[i]
+		if st.skip {
+			continue
+		}
+		old := st.old
 		rec := old
-		if full && old != nil && old.sum == sum && prev.config == cfgSum && !w.resetSlots {
+		if st.repeat {
 			s.ops = append(s.ops, old.ops...)
 			s.Written = append(s.Written, p.Name)
-		} else if full || old == nil || old.sum != sum {
-			at := len(s.ops)
-			rec = w.port(p, old, &s.ops)
-			rec.sum = sum
+		} else if st.write {
+			rec = st.rec
+			rec.sum = st.sum
 			switch {
 			case full || old == nil:
+				at := len(s.ops)
+				s.ops = append(s.ops, st.ops...)
 				rec.ops = s.ops[at:len(s.ops):len(s.ops)]
-			case slices.Equal(old.ops, s.ops[at:]):
+			case slices.Equal(old.ops, st.ops):
 				// Only elements changed (the endpoint-maps layout):
 				// the chains stay as they are.
-				s.ops = s.ops[:at]
 				rec.ops = old.ops
 			default:
-				rec.ops = slices.Clone(s.ops[at:])
-				s.ops = append(s.ops[:at], changedChains(old.ops, rec.ops)...)
+				rec.ops = st.ops
+				s.ops = append(s.ops, changedChains(old.ops, rec.ops)...)
 			}
 			s.Written = append(s.Written, p.Name)
 			if (old != nil && old.slots[0].capacity+old.slots[1].capacity > 0) || rec.slots[0].capacity+rec.slots[1].capacity > 0 {
@@ -450,22 +503,42 @@ func estimateOps(m *Model, layout NFTablesLayout) int {
 		n += 2 * len(nftSlotProtocols) * nftEndpointMaps
 	}
 	for _, p := range m.Ports {
-		n += 8
-		if p.ExternallyAccessible() {
-			n += 6
-		}
-		switch {
-		case layout == NFTablesEndpointMaps && !p.ClientIPAffinity:
-			// a rule per chain and an element per endpoint
-			n += len(p.Cluster) + len(p.Local) + 2
-		case layout == NFTablesEndpointRules || p.ClientIPAffinity:
-			n += len(p.Cluster) + len(p.Local)
-			if p.ClientIPAffinity {
-				n += 5 * len(p.Reachable)
-			}
+		n += estimatePortOps(p, layout) + 4 // and about 4 shared elements
+		if layout == NFTablesEndpointMaps && !p.ClientIPAffinity {
+			n += len(p.Cluster) + len(p.Local) // its endpoint map elements
 		}
 	}
 	return n
+}
+
+// estimatePortOps is about the number of a port's own operations.
+func estimatePortOps(p *PortState, layout NFTablesLayout) int {
+	n := 4
+	if p.ExternallyAccessible() {
+		n += 6
+	}
+	switch {
+	case layout == NFTablesEndpointMaps && !p.ClientIPAffinity:
+		n += 2
+	case layout == NFTablesEndpointRules || p.ClientIPAffinity:
+		n += len(p.Cluster) + len(p.Local)
+		if p.ClientIPAffinity {
+			n += 5 * len(p.Reachable)
+		}
+	}
+	return n
+}
+
+// nftPortStep is what a sync does with one port of the model.
+type nftPortStep struct {
+	old *nftPortRecord
+	sum uint64
+	// skip: a partial sync's unchanged port; repeat: a full sync repeats
+	// the unchanged port's operations; write: the port is written.
+	skip, repeat, write bool
+	plan                [2]nftSlotPlan
+	rec                 *nftPortRecord // written
+	ops                 nftOps         // written
 }
 
 func activeChains(st *nftState) map[string]bool {

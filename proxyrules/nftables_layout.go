@@ -1,7 +1,6 @@
 package proxyrules
 
 import (
-	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,11 +137,23 @@ type nftSlots struct {
 	eps      []string // map values, "address . port"
 }
 
-// nftEndpointShard is the endpoint map of a chain.
-func nftEndpointShard(chain string) uint8 {
-	h := fnv.New32a()
-	h.Write([]byte(chain))
-	return uint8(h.Sum32() % nftEndpointMaps)
+// nftEndpointShard is the endpoint map of a ServicePort's Cluster (i 0)
+// or Local (i 1) chain: an FNV-1a hash of its name and i, known without
+// the chain's name, so that keys are allocated before chains are written.
+func nftEndpointShard(name ServicePortName, i int) uint8 {
+	h := uint32(2166136261)
+	add := func(s string) {
+		for j := 0; j < len(s); j++ {
+			h = (h ^ uint32(s[j])) * 16777619
+		}
+		h = (h ^ '/') * 16777619
+	}
+	add(name.Namespace)
+	add(name.Name)
+	add(protocolWord(name.Protocol))
+	add(name.Port)
+	h = (h ^ uint32(i)) * 16777619
+	return uint8(h % nftEndpointMaps)
 }
 
 // nftEndpointMapName is "endpoints-<protocol>-<shard in hex>".
@@ -183,10 +194,48 @@ var (
 	nftEndpointMapOpsCache [2][][nftFlush + 1]nftOp
 )
 
-// endpointSlots writes a chain's endpoints in the endpoint-maps layout:
-// its rules unless old (what the chain had) can take the new endpoints
-// with map element changes alone, and its elements.
-func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, chain string, eps []*Endpoint, old *nftSlots) nftSlots {
+// nftSlotPlan is where a chain's endpoints go in the endpoint-maps layout.
+type nftSlotPlan struct {
+	use bool // the chain keeps its endpoints in an endpoint map
+	// keep: slots are the chain's keys so far, with the endpoints they
+	// hold; otherwise new keys.
+	keep  bool
+	slots nftSlots
+}
+
+// planSlots says where the endpoints of a port's Cluster and Local chains
+// go, allocating the keys of those that need new ones. Syncs plan ports
+// in order, so keys do not depend on the order ports are written in.
+func (w *nftWriter) planSlots(p *PortState, old *nftPortRecord) (plan [2]nftSlotPlan) {
+	proto := slices.Index(nftSlotProtocols[:], protocolWord(p.Name.Protocol))
+	if w.layout != NFTablesEndpointMaps || p.ClientIPAffinity || proto < 0 {
+		return plan
+	}
+	pol := policyOf(p)
+	for i, use := range [2]bool{pol.UsesClusterChain, pol.UsesLocalChain} {
+		if !use {
+			continue
+		}
+		n := len(p.Cluster)
+		if i == 1 {
+			n = len(p.Local)
+		}
+		plan[i].use = true
+		if old != nil && old.slots[i].capacity > 0 && n <= old.slots[i].capacity && !w.resetSlots {
+			plan[i].keep, plan[i].slots = true, old.slots[i]
+			continue
+		}
+		s := nftSlots{proto: uint8(proto), shard: nftEndpointShard(p.Name, i), capacity: n + (n+7)/8}
+		s.base = w.next.allocSlots(s.proto, s.shard, s.capacity)
+		plan[i].slots = s
+	}
+	return plan
+}
+
+// endpointSlots writes a chain's endpoints in the endpoint-maps layout,
+// where plan puts them: its rule, and its map elements (eps of the slots
+// it returns).
+func (w *nftWriter) endpointSlots(o *nftOps, proto string, chain string, eps []*Endpoint, plan nftSlotPlan) nftSlots {
 	// One string holds the chain's values, each a substring of it.
 	b := w.buf[:0]
 	ends := w.ends[:0]
@@ -205,17 +254,15 @@ func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, c
 	for i, start := 0, 0; i < len(eps); i++ {
 		values[i], start = all[start:ends[i]], ends[i]
 	}
-	n := len(values)
-	var s nftSlots
-	if old != nil && n <= old.capacity && !w.resetSlots {
-		s = *old
-		s.eps = refillSlots(old.eps, values)
+	s := plan.slots
+	if plan.keep {
+		s.eps = refillSlots(s.eps, values)
 	} else {
-		s = nftSlots{proto: uint8(slices.Index(nftSlotProtocols[:], proto)), shard: nftEndpointShard(chain), capacity: n + (n+7)/8, eps: values}
-		s.base = w.next.allocSlots(s.proto, s.shard, s.capacity)
+		s.eps = values
 	}
-	if n == 0 {
-		w.buf, w.ends = b, ends
+	w.ends = ends
+	if len(values) == 0 {
+		w.buf = b
 		return s
 	}
 	b = b[:0]
@@ -224,13 +271,13 @@ func (w *nftWriter) endpointSlots(o *nftOps, rec *nftPortRecord, proto string, c
 	b = append(b, " dnat "...)
 	b = append(b, w.ip...)
 	b = append(b, " addr . port to numgen random mod "...)
-	b = strconv.AppendInt(b, int64(n), 10)
+	b = strconv.AppendInt(b, int64(len(values)), 10)
 	b = append(b, " offset "...)
 	b = strconv.AppendUint(b, uint64(s.base), 10)
 	b = append(b, " map @"...)
 	b = append(b, nftEndpointMapNames[int(s.proto)*nftEndpointMaps+int(s.shard)]...)
 	o.rule(chain, string(b), "")
-	w.buf, w.ends = b, ends
+	w.buf = b
 	return s
 }
 

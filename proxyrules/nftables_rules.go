@@ -2,7 +2,6 @@ package proxyrules
 
 import (
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,9 +43,22 @@ func newNFTWriter(g *NFTables, m *Model) *nftWriter {
 	return w
 }
 
+// forWorkers returns a writer for each of workers goroutines: w and
+// copies of it with scratch space of their own.
+func (w *nftWriter) forWorkers(workers int) []*nftWriter {
+	writers := []*nftWriter{w}
+	for range workers - 1 {
+		c := *w
+		c.buf, c.ends = nil, nil
+		writers = append(writers, &c)
+	}
+	return writers
+}
+
 // port writes a ServicePort's own chains to o and returns its record: those
-// chains, its affinity sets and its elements of the shared sets and maps.
-func (w *nftWriter) port(p *PortState, old *nftPortRecord, o *nftOps) *nftPortRecord {
+// chains, its affinity sets and its elements of the shared sets and maps;
+// plan is planSlots'.
+func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, o *nftOps) *nftPortRecord {
 	rec := &nftPortRecord{elems: make([]nftElem, 0, 4+2*(len(p.ExternalIPs)+len(p.LoadBalancerVIPs)))}
 	name := p.Name.String()
 	comment := name
@@ -204,20 +216,16 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, o *nftOps) *nftPortRe
 			o.rule(chain, "update @"+set+" { "+w.ip+" saddr }", "")
 			o.rule(chain, "meta l4proto "+proto+" dnat to "+ep.String(), "")
 		}
-	} else if w.layout == NFTablesEndpointMaps && slices.Contains(nftSlotProtocols[:], proto) {
-		for i, use := range [2]bool{pol.UsesClusterChain, pol.UsesLocalChain} {
-			if !use {
+	} else if plan[0].use || plan[1].use {
+		for i := range plan {
+			if !plan[i].use {
 				continue
 			}
 			chain, eps := names.Cluster, c.Cluster
 			if i == 1 {
 				chain, eps = names.Local, c.Local
 			}
-			var was *nftSlots
-			if old != nil && old.slots[i].capacity > 0 {
-				was = &old.slots[i]
-			}
-			rec.slots[i] = w.endpointSlots(o, rec, proto, chain, eps, was)
+			rec.slots[i] = w.endpointSlots(o, proto, chain, eps, plan[i])
 		}
 	} else {
 		if pol.UsesClusterChain {

@@ -30,8 +30,9 @@ func (g *NFTables) configSum(m *Model) uint64 {
 
 // portSum fingerprints everything a ServicePort's rules and elements are
 // made of, so that an unchanged port is skipped without writing its rules.
-func (g *NFTables) portSum(p *PortState) uint64 {
-	b := g.sumBuf[:0]
+// buf is scratch space, returned for the next call.
+func (g *NFTables) portSum(p *PortState, buf []byte) (uint64, []byte) {
+	b := buf[:0]
 	b = appendAddr(b, p.ClusterIP)
 	b = appendInts(b, p.Port, p.NodePort, len(p.ExternalIPs), len(p.LoadBalancerVIPs), len(p.SourceRanges), p.StickyMaxAgeSeconds)
 	for _, a := range p.ExternalIPs {
@@ -53,8 +54,7 @@ func (g *NFTables) portSum(p *PortState) uint64 {
 			b = appendBools(b, e.Local)
 		}
 	}
-	g.sumBuf = b
-	return maphash.Bytes(g.seed(), b)
+	return maphash.Bytes(g.seed(), b), b
 }
 
 func appendAddr(b []byte, a netip.Addr) []byte {

@@ -301,7 +301,8 @@ func TestNFTablesRuleShapes(t *testing.T) {
 	es := endpointSlice("v6", 80, corev1.ProtocolTCP, ep{ip: "fd00:10:180::1", node: "node1"}, ep{ip: "fd00:10:180::2"})
 	es.AddressType = discoveryv1.AddressTypeIPv6
 	text = (&NFTables{Layout: NFTablesKubeProxy}).Sync(mustModel(t, cfg6, []*corev1.Service{svc}, []*discoveryv1.EndpointSlice{es}), true).Transaction().String()
-	names := NFTablesChainsFor(ServicePortName{Namespace: "ns", Name: "v6", Port: "p", Protocol: corev1.ProtocolTCP})
+	name := ServicePortName{Namespace: "ns", Name: "v6", Port: "p", Protocol: corev1.ProtocolTCP}
+	names := NFTablesChainsFor(name)
 	for _, want := range []string{
 		`add table ip6 kube-proxy { comment "rules for kube-proxy" ; }`,
 		`add rule ip6 kube-proxy services fib daddr type local ip6 daddr != ::1 meta l4proto . th dport vmap @service-nodeports`,
@@ -316,7 +317,7 @@ func TestNFTablesRuleShapes(t *testing.T) {
 		}
 	}
 	text = new(NFTables).Sync(mustModel(t, cfg6, []*corev1.Service{svc}, []*discoveryv1.EndpointSlice{es}), true).Transaction().String()
-	cluster, local := nftEndpointMapName(0, nftEndpointShard(names.Cluster)), nftEndpointMapName(0, nftEndpointShard(names.Local))
+	cluster, local := nftEndpointMapName(0, nftEndpointShard(name, 0)), nftEndpointMapName(0, nftEndpointShard(name, 1))
 	for _, want := range []string{
 		`add map ip6 kube-proxy ` + cluster + ` { typeof numgen random mod 1 : ip6 daddr . tcp dport ; comment "endpoints of service chains, by slot" ; }`,
 		`add rule ip6 kube-proxy ` + names.Cluster + ` meta l4proto tcp dnat ip6 addr . port to numgen random mod 2 offset 0 map @` + cluster,
