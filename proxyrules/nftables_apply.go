@@ -19,13 +19,15 @@ type NFTablesApplier struct {
 	// NFTables generates the rules; set its options before the first Apply.
 	NFTables NFTables
 	// NetNS is the network namespace Exec programs, as a path (such as
-	// /run/netns/NAME), or "host" for this process's own. With it, a
-	// sync made only of elements of the endpoint maps and the hairpin set
-	// (an endpoint change in the NFTablesEndpointMaps layout, within the
-	// chain's capacity and floor) is sent to
-	// the kernel over netlink directly, one batch, without starting nft,
-	// which spends about 40 ms reading a table of 10,000 Services before
-	// it applies anything. Empty: every sync goes through nft.
+	// /run/netns/NAME), or "host" for this process's own. With it, an
+	// endpoint change in the NFTablesEndpointMaps layout (elements of the
+	// endpoint maps and the hairpin set, and, when the number of
+	// endpoints changes past what a chain was written for, that
+	// per-ServicePort chain flushed and its endpoint-map rules added) is
+	// sent to the kernel over netlink directly, one batch, without
+	// starting nft, which spends about 40 ms reading a table of 10,000
+	// Services before it applies anything. Empty: every sync goes through
+	// nft.
 	NetNS string
 
 	started bool
@@ -50,7 +52,7 @@ func (a *NFTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*NFTa
 		full = true
 	}
 	s := a.NFTables.Sync(m, full)
-	if a.NetNS != "" && s.netlinkElementsOnly() {
+	if a.NetNS != "" && s.netlinkApplicable() {
 		netns := a.NetNS
 		if netns == "host" {
 			netns = ""

@@ -167,7 +167,7 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 		variants := []struct {
 			name    string
 			layout  NFTablesLayout
-			netlink bool // NFTablesApplier.NetNS set: element-only syncs over netlink
+			netlink bool // NFTablesApplier.NetNS set: endpoint changes over netlink
 		}{
 			{"layout=endpoint-maps/apply=netlink", NFTablesEndpointMaps, true},
 			{"layout=endpoint-maps/apply=nft", NFTablesEndpointMaps, false},
@@ -194,7 +194,7 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 					m, _ := tr.Model()
 					t1 := time.Now()
 					s := g.Sync(m, false)
-					if v.netlink && s.netlinkElementsOnly() {
+					if v.netlink && s.netlinkApplicable() {
 						t2 := time.Now()
 						if err := s.applyNetlink("/run/netns/" + ns.Name); err != nil {
 							b.Fatal(err)

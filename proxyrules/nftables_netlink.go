@@ -16,11 +16,14 @@ import (
 
 // An endpoint change in the NFTablesEndpointMaps layout is a few elements
 // of the endpoint maps (and of the hairpin set, for an endpoint on this
-// node). nft takes tens of ms to apply that to a large
-// table (it starts, and reads every chain and set of the table before it
-// applies anything; about 40 ms at 10,000 Services here), the kernel under
-// 1 ms: NFTablesApplier sends such a sync over netlink itself, as one
-// batch (one transaction, all or nothing, as nft's).
+// node), and, when the number of endpoints changes past what the chain
+// was written for, the rewrite of one or two per-ServicePort chains (see
+// nftables_netlink_rules.go). nft takes tens of ms to apply that to a
+// large table (it starts, and reads every chain and set of the table
+// before it applies anything; about 40 ms at 10,000 Services here), the
+// kernel under 1 ms for elements: NFTablesApplier sends such a sync over
+// netlink itself, as one batch (one transaction, all or nothing, as
+// nft's).
 
 // Netlink constants (linux/netfilter/nfnetlink.h, nf_tables.h).
 const (
@@ -39,21 +42,22 @@ const (
 	nftaDataValue           = 1
 )
 
-// netlinkElementsOnly reports whether the sync only adds and deletes
-// elements of the endpoint maps and of the hairpin set (which an endpoint
-// on this node has), which applyNetlink can send.
-func (s *NFTablesSync) netlinkElementsOnly() bool {
+// netlinkApplicable reports whether applyNetlink can send the sync: it
+// only adds and deletes elements of the endpoint maps and of the hairpin
+// set (which an endpoint on this node has), and adds and flushes
+// per-ServicePort chains and adds endpoint-map rules to them (what a
+// change in the number of a ServicePort's endpoints rewrites).
+func (s *NFTablesSync) netlinkApplicable() bool {
 	if s.Full || len(s.ops) == 0 {
 		return false
 	}
 	for i := range s.ops {
 		op := &s.ops[i]
-		if op.verb != nftAdd && op.verb != nftDelete {
-			return false
-		}
+		element := op.verb == nftAdd || op.verb == nftDelete
 		switch {
-		case op.kind == nftMapElem && strings.HasPrefix(op.name, nftPrefixEndpointMap):
-		case op.kind == nftSetElem && op.name == nftHairpin && op.comment == "":
+		case op.kind == nftMapElem && element && strings.HasPrefix(op.name, nftPrefixEndpointMap):
+		case op.kind == nftSetElem && element && op.name == nftHairpin && op.comment == "":
+		case (op.kind == nftChain || op.kind == nftRule) && s.netlinkChainOp(op):
 		default:
 			return false
 		}
@@ -87,50 +91,67 @@ func hairpinKeyBytes(k string) ([]byte, error) {
 	return append(b, proto, 0, 0, 0, byte(port>>8), byte(port), 0, 0), nil
 }
 
-// netlinkBatch encodes the sync's element operations as one nf_tables
-// batch: a message per operation, each asking for an acknowledgement.
+// netlinkBatch encodes the sync's operations as one nf_tables batch: a
+// message per operation, each asking for an acknowledgement.
 func (s *NFTablesSync) netlinkBatch() ([]byte, error) {
-	family := byte(unix.NFPROTO_IPV4)
-	if s.family == knftables.IPv6Family {
-		family = unix.NFPROTO_IPV6
-	}
 	var b []byte
 	b = nlMessage(b, nfnlMsgBatchBegin, unix.NLM_F_REQUEST, 0, unix.AF_UNSPEC, nfnlSubsysNFTables, nil)
 	for i := range s.ops {
-		op := &s.ops[i]
-		var keyBytes []byte
-		if op.kind == nftSetElem {
-			k, err := hairpinKeyBytes(op.text)
-			if err != nil {
-				return nil, err
-			}
-			keyBytes = k
+		var err error
+		if op := &s.ops[i]; op.kind == nftChain || op.kind == nftRule {
+			b, err = appendNetlinkChainOp(b, s.family, op, uint32(i+1))
 		} else {
-			key, err := strconv.ParseUint(op.text, 10, 32)
-			if err != nil {
-				return nil, fmt.Errorf("proxyrules: endpoint map key %q: %w", op.text, err)
-			}
-			keyBytes = binary.NativeEndian.AppendUint32(nil, uint32(key))
+			b, err = appendNetlinkElement(b, s.family, op, uint32(i+1))
 		}
-		elem := nlAttr(nil, nftaSetElemKey|unix.NLA_F_NESTED, nlAttr(nil, nftaDataValue, keyBytes))
-		msg, flags := uint16(nftMsgDelSetElem), uint16(unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-		if op.verb == nftAdd && op.kind == nftSetElem {
-			msg, flags = nftMsgNewSetElem, flags|unix.NLM_F_CREATE
-		} else if op.verb == nftAdd {
-			msg, flags = nftMsgNewSetElem, flags|unix.NLM_F_CREATE
-			value, err := slotValueBytes(op.value)
-			if err != nil {
-				return nil, err
-			}
-			elem = nlAttr(elem, nftaSetElemData|unix.NLA_F_NESTED, nlAttr(nil, nftaDataValue, value))
+		if err != nil {
+			return nil, err
 		}
-		var attrs []byte
-		attrs = nlAttr(attrs, nftaSetElemListTable, append([]byte(NFTablesTable), 0))
-		attrs = nlAttr(attrs, nftaSetElemListSet, append([]byte(op.name), 0))
-		attrs = nlAttr(attrs, nftaSetElemListElements|unix.NLA_F_NESTED, nlAttr(nil, nftaListElem|unix.NLA_F_NESTED, elem))
-		b = nlMessage(b, nfnlSubsysNFTables<<8|msg, flags, uint32(i+1), family, 0, attrs)
 	}
 	return nlMessage(b, nfnlMsgBatchEnd, unix.NLM_F_REQUEST, uint32(len(s.ops)+1), unix.AF_UNSPEC, nfnlSubsysNFTables, nil), nil
+}
+
+// appendNetlinkElement appends the message that adds or deletes an
+// element of an endpoint map or of the hairpin set.
+func appendNetlinkElement(b []byte, family knftables.Family, op *nftOp, seq uint32) ([]byte, error) {
+	var keyBytes []byte
+	if op.kind == nftSetElem {
+		k, err := hairpinKeyBytes(op.text)
+		if err != nil {
+			return nil, err
+		}
+		keyBytes = k
+	} else {
+		key, err := strconv.ParseUint(op.text, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("proxyrules: endpoint map key %q: %w", op.text, err)
+		}
+		keyBytes = binary.NativeEndian.AppendUint32(nil, uint32(key))
+	}
+	elem := nlAttr(nil, nftaSetElemKey|unix.NLA_F_NESTED, nlAttr(nil, nftaDataValue, keyBytes))
+	msg, flags := uint16(nftMsgDelSetElem), uint16(unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	if op.verb == nftAdd && op.kind == nftSetElem {
+		msg, flags = nftMsgNewSetElem, flags|unix.NLM_F_CREATE
+	} else if op.verb == nftAdd {
+		msg, flags = nftMsgNewSetElem, flags|unix.NLM_F_CREATE
+		value, err := slotValueBytes(op.value)
+		if err != nil {
+			return nil, err
+		}
+		elem = nlAttr(elem, nftaSetElemData|unix.NLA_F_NESTED, nlAttr(nil, nftaDataValue, value))
+	}
+	var attrs []byte
+	attrs = nlAttr(attrs, nftaSetElemListTable, append([]byte(NFTablesTable), 0))
+	attrs = nlAttr(attrs, nftaSetElemListSet, append([]byte(op.name), 0))
+	attrs = nlAttr(attrs, nftaSetElemListElements|unix.NLA_F_NESTED, nlAttr(nil, nftaListElem|unix.NLA_F_NESTED, elem))
+	return nlMessage(b, nfnlSubsysNFTables<<8|msg, flags, seq, nfproto(family), 0, attrs), nil
+}
+
+// nfproto is the nfgenmsg family of a table of family f.
+func nfproto(f knftables.Family) byte {
+	if f == knftables.IPv6Family {
+		return unix.NFPROTO_IPV6
+	}
+	return unix.NFPROTO_IPV4
 }
 
 // slotValueBytes is an endpoint map value, "address . port", as the kernel
