@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kube-nodekit/nodekit/internal/testenv"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
@@ -163,7 +164,6 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 	ns := testenv.NetNSes(b, "change")[0]
 	for _, n := range []int{1000, 10000} {
 		svcs, eps := cluster(n, 10)
-		cfg := DefaultConfig("node1")
 		variants := []struct {
 			name    string
 			layout  NFTablesLayout
@@ -177,42 +177,71 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 		for _, v := range variants {
 			b.Run(fmt.Sprintf("services=%d/endpoints=10/changed=1/%s", n, v.name), func(b *testing.B) {
 				nftBenchLayout(b, v.layout)
-				_, _ = ns.Exec(context.Background(), "nft", "delete", "table", "ip", NFTablesTable)
-				g := NFTables{Layout: v.layout}
-				tr := trackerOf(b, cfg, svcs, eps)
-				m, _ := tr.Model()
-				s := g.Sync(m, true)
-				loadNFT(b, ns, s.Script())
-				s.Commit()
-				before := eps[n/2]
-				changed := before.DeepCopy()
-				changed.Endpoints = changed.Endpoints[:9]
-				var phases [4]time.Duration
-				for i := 0; b.Loop(); i++ {
-					t0 := time.Now()
-					tr.SetEndpointSlice([]*discoveryv1.EndpointSlice{changed, before}[i%2])
-					m, _ := tr.Model()
-					t1 := time.Now()
-					s := g.Sync(m, false)
-					if v.netlink && s.netlinkApplicable() {
-						t2 := time.Now()
-						if err := s.applyNetlink("/run/netns/" + ns.Name); err != nil {
-							b.Fatal(err)
-						}
-						s.Commit()
-						addPhases(&phases, t0, t1, t2)
-						continue
-					}
-					script := s.Script()
-					t2 := time.Now()
-					phases[3] += loadNFT(b, ns, script)
-					s.Commit()
-					addPhases(&phases, t0, t1, t2)
-				}
-				reportPhases(b, phases)
+				benchNFTChange(b, ns, v.layout, v.netlink, svcs, eps, 9)
 			})
 		}
 	}
+}
+
+// BenchmarkNFTablesKernelRewrite measures a one-Service change that
+// rewrites its chain in the endpoint-maps layout (its endpoints go from 10
+// to 3, below the chain's floor, and back, past the capacity of 3's), over
+// netlink and through nft: both make the kernel re-validate the table for
+// the DNAT rules added; nft also starts and reads the table.
+func BenchmarkNFTablesKernelRewrite(b *testing.B) {
+	ns := testenv.NetNSes(b, "rewrite")[0]
+	for _, n := range []int{1000, 10000} {
+		svcs, eps := cluster(n, 10)
+		for _, apply := range []string{"netlink", "nft"} {
+			b.Run(fmt.Sprintf("services=%d/endpoints=10/changed=1/to=3/apply=%s", n, apply), func(b *testing.B) {
+				benchNFTChange(b, ns, NFTablesEndpointMaps, apply == "netlink", svcs, eps, 3)
+			})
+		}
+	}
+}
+
+// benchNFTChange loads svcs and eps into ns, then has the Service in the
+// middle alternate between its endpoints and the first keep of them, each
+// change synced and loaded (over netlink when netlink is set and the sync
+// allows it).
+func benchNFTChange(b *testing.B, ns *testenv.NetNS, layout NFTablesLayout, netlink bool, svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice, keep int) {
+	_, _ = ns.Exec(context.Background(), "nft", "delete", "table", "ip", NFTablesTable)
+	cfg := DefaultConfig("node1")
+	g := NFTables{Layout: layout}
+	tr := trackerOf(b, cfg, svcs, eps)
+	m, _ := tr.Model()
+	s := g.Sync(m, true)
+	loadNFT(b, ns, s.Script())
+	s.Commit()
+	before := eps[len(eps)/2]
+	changed := before.DeepCopy()
+	changed.Endpoints = changed.Endpoints[:keep]
+	var phases [4]time.Duration
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		tr.SetEndpointSlice([]*discoveryv1.EndpointSlice{changed, before}[i%2])
+		m, _ := tr.Model()
+		t1 := time.Now()
+		s := g.Sync(m, false)
+		if netlink && s.netlinkApplicable() {
+			t2 := time.Now()
+			if err := s.applyNetlink("/run/netns/" + ns.Name); err != nil {
+				b.Fatal(err)
+			}
+			s.Commit()
+			addPhases(&phases, t0, t1, t2)
+			continue
+		}
+		if netlink {
+			b.Fatalf("the sync does not go over netlink:\n%s", s.Script())
+		}
+		script := s.Script()
+		t2 := time.Now()
+		phases[3] += loadNFT(b, ns, script)
+		s.Commit()
+		addPhases(&phases, t0, t1, t2)
+	}
+	reportPhases(b, phases)
 }
 
 // BenchmarkNFTablesKernelResync measures a periodic full sync (kube-proxy
