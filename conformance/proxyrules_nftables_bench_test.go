@@ -23,8 +23,10 @@ func BenchmarkNFTablesFullSync(b *testing.B) {
 				b.ReportAllocs()
 				var ops, size int
 				for b.Loop() {
-					// A proxy's first sync, into a table it has not seen.
+					// A proxy's first sync, into a new table (as upstream's
+					// is): NFTablesApplier finds no table and says so.
 					g := proxyrules.NFTables{Layout: layout}
+					g.Adopt(nil, nil)
 					m, _ := proxyrules.NewModel(set.cfg, set.services, set.slices)
 					s := g.Sync(m, true)
 					ops, size = s.NumOperations(), len(s.Script())
