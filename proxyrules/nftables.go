@@ -92,9 +92,13 @@ type NFTablesSync struct {
 	// Deleted are chains and sets the sync deletes.
 	Deleted []string
 
-	family  knftables.Family
-	ops     nftOps
-	portOps [2]int // where the per-port chains, rules and sets are in ops
+	family knftables.Family
+	// The operations, in order: ops[:portAt]; the ports', each port's
+	// own; ops[portAt:]; then the endpoint map elements, sorted.
+	ops    nftOps
+	portAt int
+	ports  []nftOps
+	slots  []nftSlotElem
 	// fresh: the table did not exist before this sync, so its chains
 	// need no flushing.
 	fresh bool
@@ -119,11 +123,28 @@ type nftPortChange struct {
 }
 
 // NumOperations is the number of operations in the transaction.
-func (s *NFTablesSync) NumOperations() int { return len(s.ops) }
+func (s *NFTablesSync) NumOperations() int {
+	n := len(s.ops) + len(s.slots)
+	for _, p := range s.ports {
+		n += len(p)
+	}
+	return n
+}
+
+// operations returns the sync's operations as one list.
+func (s *NFTablesSync) operations() nftOps {
+	ops := make(nftOps, 0, s.NumOperations())
+	ops = append(ops, s.ops[:s.portAt]...)
+	for _, p := range s.ports {
+		ops = append(ops, p...)
+	}
+	ops = append(ops, s.ops[s.portAt:]...)
+	return appendSlotOps(ops, s.slots)
+}
 
 // AddTo appends the sync's operations to tx, a transaction of a
 // knftables.Interface for the table NFTablesTable of the Model's family.
-func (s *NFTablesSync) AddTo(tx *knftables.Transaction) { s.ops.addTo(tx) }
+func (s *NFTablesSync) AddTo(tx *knftables.Transaction) { s.operations().addTo(tx) }
 
 // Transaction returns the sync as a new knftables transaction for the
 // table NFTablesTable of the Model's family.
@@ -139,7 +160,7 @@ func (s *NFTablesSync) Transaction() *knftables.Transaction {
 // which nft parses faster than a command per rule.
 func (s *NFTablesSync) Script() []byte {
 	if !s.fresh {
-		return s.ops.script(s.family, false)
+		return s.script(false)
 	}
 	return s.blockScript(false)
 }
@@ -215,6 +236,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g, fresh: g.committed == nil && g.tableAbsent}
 	if full {
 		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, w.layout)))
+		s.ports = make([]nftOps, 0, len(m.Ports))
 		s.Written = make([]ServicePortName, 0, len(m.Ports))
 	}
 	next := &nftState{config: cfgSum, stale: map[string]time.Time{}}
@@ -269,7 +291,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		}
 	}
 
-	s.portOps[0] = len(s.ops)
+	s.portAt = len(s.ops)
 	// A partial sync starts from the committed ports and patches them: a
 	// Tracker hands unchanged ports over as the same PortStates, which
 	// are skipped without hashing their inputs or names.
@@ -356,23 +378,20 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		old := st.old
 		rec := old
 		if st.repeat {
-			s.ops = append(s.ops, old.ops...)
+			s.ports = append(s.ports, old.ops)
 			s.Written = append(s.Written, p.Name)
 		} else if st.write {
 			rec = st.rec
 			rec.sum = st.sum
+			rec.ops = st.ops
 			switch {
 			case full || old == nil:
-				at := len(s.ops)
-				s.ops = append(s.ops, st.ops...)
-				rec.ops = s.ops[at:len(s.ops):len(s.ops)]
-			case slices.Equal(old.ops, st.ops):
-				// Only elements changed (the endpoint-maps layout):
-				// the chains stay as they are.
+				s.ports = append(s.ports, rec.ops)
+			case slices.Equal(old.ops, rec.ops):
+				// Only elements changed: the chains stay as they are.
 				rec.ops = old.ops
 			default:
-				rec.ops = st.ops
-				s.ops = append(s.ops, changedChains(old.ops, rec.ops)...)
+				s.ports = append(s.ports, changedChains(old.ops, rec.ops))
 			}
 			s.Written = append(s.Written, p.Name)
 			if (old != nil && old.slots[0].capacity+old.slots[1].capacity > 0) || rec.slots[0].capacity+rec.slots[1].capacity > 0 {
@@ -412,7 +431,6 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			next.byPort[p] = rec
 		}
 	}
-	s.portOps[1] = len(s.ops)
 	var gone []ServicePortName
 	if seen < len(prev.ports) {
 		inModel := make(map[ServicePortName]bool, len(m.Ports))
@@ -456,7 +474,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	}
 
 	s.elementOps(prev)
-	s.ops = appendSlotOps(s.ops, slots)
+	s.slots = sortSlotElems(slots)
 
 	slices.Sort(staleChains)
 	staleChains = slices.Compact(staleChains)
@@ -495,18 +513,12 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	return s
 }
 
-// estimateOps is about the number of operations of a full sync, so that
-// the first one is allocated once.
+// estimateOps is about the number of operations of a full sync but the
+// ports' own, so that the first one is allocated once.
 func estimateOps(m *Model, layout NFTablesLayout) int {
-	n := 160
+	n := 160 + 4*len(m.Ports) // about 4 shared elements per port
 	if layout == NFTablesEndpointMaps {
 		n += 2 * len(nftSlotProtocols) * nftEndpointMaps
-	}
-	for _, p := range m.Ports {
-		n += estimatePortOps(p, layout) + 4 // and about 4 shared elements
-		if layout == NFTablesEndpointMaps && !p.ClientIPAffinity {
-			n += len(p.Cluster) + len(p.Local) // its endpoint map elements
-		}
 	}
 	return n
 }

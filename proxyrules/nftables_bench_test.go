@@ -104,9 +104,9 @@ var nftLoadVariants = []struct {
 func renderNFT(s *NFTablesSync, how string) []byte {
 	switch how {
 	case "knftables":
-		return s.ops.script(s.family, false)
+		return s.script(false)
 	case "batched":
-		return s.ops.script(s.family, true)
+		return s.script(true)
 	case "block+batched":
 		return s.blockScript(true)
 	}

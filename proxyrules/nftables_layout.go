@@ -283,35 +283,16 @@ func (w *nftWriter) endpointSlots(o *nftOps, proto string, chain string, eps []*
 
 // nftSlotElem is an endpoint map element a sync adds or deletes.
 type nftSlotElem struct {
-	m          uint16 // the map: proto*nftEndpointMaps+shard
-	del        bool
-	key, value string
+	m     uint16 // the map: proto*nftEndpointMaps+shard
+	del   bool
+	key   uint32
+	value string // "address . port", when added
 }
 
 // appendSlotElems appends the endpoint map elements that change from old
 // to cur (records of one port; either may be nil). Keys are the port's
 // own, so unlike the shared sets' elements they need no owners.
 func appendSlotElems(elems []nftSlotElem, old, cur *nftPortRecord) []nftSlotElem {
-	// Keys are numbers: a new port's (every port of a first sync) are
-	// formatted into one string and taken as substrings of it.
-	var b []byte
-	var ends []int
-	key := func(base uint32, k int) string { return strconv.FormatUint(uint64(base)+uint64(k), 10) }
-	if old == nil && cur != nil {
-		for i := range 2 {
-			for k := range cur.slots[i].eps {
-				b = strconv.AppendUint(b, uint64(cur.slots[i].base)+uint64(k), 10)
-				ends = append(ends, len(b))
-			}
-		}
-		all, n, start := string(b), 0, 0
-		key = func(uint32, int) string {
-			k := all[start:ends[n]]
-			start = ends[n]
-			n++
-			return k
-		}
-	}
 	for i := range 2 {
 		var o, c nftSlots
 		if old != nil {
@@ -333,51 +314,98 @@ func appendSlotElems(elems []nftSlotElem, old, cur *nftPortRecord) []nftSlotElem
 				continue
 			}
 			if was != "" {
-				elems = append(elems, nftSlotElem{m: uint16(int(o.proto)*nftEndpointMaps + int(o.shard)), del: true, key: strconv.FormatUint(uint64(o.base)+uint64(k), 10)})
+				elems = append(elems, nftSlotElem{m: o.mapIndex(), del: true, key: o.base + uint32(k)})
 			}
 			if is != "" {
-				elems = append(elems, nftSlotElem{m: uint16(int(c.proto)*nftEndpointMaps + int(c.shard)), key: key(c.base, k), value: is})
+				elems = append(elems, nftSlotElem{m: c.mapIndex(), key: c.base + uint32(k), value: is})
 			}
 		}
 	}
 	return elems
 }
 
-// appendSlotOps appends the operations of elems: deletions first (a key
-// may be deleted and added again), each map's together so that they batch.
-func appendSlotOps(ops nftOps, elems []nftSlotElem) nftOps {
+// mapIndex is the slots' map, as nftSlotElem.m.
+func (s *nftSlots) mapIndex() uint16 { return uint16(int(s.proto)*nftEndpointMaps + int(s.shard)) }
+
+// sortSlotElems orders elems as a sync applies them: deletions first (a
+// key may be deleted and added again), each map's together so that they
+// batch, in their order otherwise.
+func sortSlotElems(elems []nftSlotElem) []nftSlotElem {
 	if len(elems) == 0 {
-		return ops
+		return elems
 	}
 	// A counting sort by (deletion first, map).
 	const maps = len(nftSlotProtocols) * nftEndpointMaps
 	var at [2*maps + 1]int
-	for i := range elems {
-		b := int(elems[i].m)
-		if !elems[i].del {
-			b += maps
+	bucket := func(e *nftSlotElem) int {
+		if e.del {
+			return int(e.m)
 		}
-		at[b+1]++
+		return maps + int(e.m)
+	}
+	for i := range elems {
+		at[bucket(&elems[i])+1]++
 	}
 	for b := 1; b < len(at); b++ {
 		at[b] += at[b-1]
 	}
-	start := len(ops)
-	ops = slices.Grow(ops, len(elems))[:start+len(elems)]
+	sorted := make([]nftSlotElem, len(elems))
 	for i := range elems {
-		e := &elems[i]
-		b := int(e.m)
-		op := nftOp{kind: nftMapElem, name: nftEndpointMapNames[e.m], text: e.key}
-		if e.del {
-			op.verb = nftDelete
-		} else {
-			b += maps
-			op.value = e.value
-		}
-		ops[start+at[b]] = op
+		b := bucket(&elems[i])
+		sorted[at[b]] = elems[i]
 		at[b]++
 	}
+	return sorted
+}
+
+// appendSlotOps appends elems as operations.
+func appendSlotOps(ops nftOps, elems []nftSlotElem) nftOps {
+	for _, e := range elems {
+		op := nftOp{verb: nftAdd, kind: nftMapElem, name: nftEndpointMapNames[e.m], text: strconv.FormatUint(uint64(e.key), 10), value: e.value}
+		if e.del {
+			op.verb, op.value = nftDelete, ""
+		}
+		ops = append(ops, op)
+	}
 	return ops
+}
+
+// appendSlotScript writes sorted elems as nft commands, one per run of
+// elements of one map with the same verb.
+func appendSlotScript(b []byte, family knftables.Family, elems []nftSlotElem) []byte {
+	for i := 0; i < len(elems); {
+		e := &elems[i]
+		if e.del {
+			b = append(b, "delete element "...)
+		} else {
+			b = append(b, "add element "...)
+		}
+		b = append(b, family...)
+		b = append(b, " "+NFTablesTable+" "...)
+		b = append(b, nftEndpointMapNames[e.m]...)
+		b = append(b, " { "...)
+		for start := i; i < len(elems) && elems[i].m == e.m && elems[i].del == e.del; i++ {
+			if i > start {
+				b = append(b, ", "...)
+			}
+			b = strconv.AppendUint(b, uint64(elems[i].key), 10)
+			if !e.del {
+				b = append(b, " : "...)
+				b = append(b, elems[i].value...)
+			}
+		}
+		b = append(b, " }\n"...)
+	}
+	return b
+}
+
+// slotScriptSize is about the length of appendSlotScript's text.
+func slotScriptSize(elems []nftSlotElem) int {
+	n := 0
+	for i := range elems {
+		n += len(elems[i].value) + 14
+	}
+	return n
 }
 
 // nftEndpointMapNames are the maps' names by proto*nftEndpointMaps+shard.

@@ -48,11 +48,12 @@ const (
 // per-ServicePort chains and adds endpoint-map rules to them (what a
 // change in the number of a ServicePort's endpoints rewrites).
 func (s *NFTablesSync) netlinkApplicable() bool {
-	if s.Full || len(s.ops) == 0 {
+	if s.Full || s.NumOperations() == 0 {
 		return false
 	}
-	for i := range s.ops {
-		op := &s.ops[i]
+	ops := s.operations()
+	for i := range ops {
+		op := &ops[i]
 		element := op.verb == nftAdd || op.verb == nftDelete
 		switch {
 		case op.kind == nftMapElem && element && strings.HasPrefix(op.name, nftPrefixEndpointMap):
@@ -93,12 +94,12 @@ func hairpinKeyBytes(k string) ([]byte, error) {
 
 // netlinkBatch encodes the sync's operations as one nf_tables batch: a
 // message per operation, each asking for an acknowledgement.
-func (s *NFTablesSync) netlinkBatch() ([]byte, error) {
+func (s *NFTablesSync) netlinkBatch(ops nftOps) ([]byte, error) {
 	var b []byte
 	b = nlMessage(b, nfnlMsgBatchBegin, unix.NLM_F_REQUEST, 0, unix.AF_UNSPEC, nfnlSubsysNFTables, nil)
-	for i := range s.ops {
+	for i := range ops {
 		var err error
-		if op := &s.ops[i]; op.kind == nftChain || op.kind == nftRule {
+		if op := &ops[i]; op.kind == nftChain || op.kind == nftRule {
 			b, err = appendNetlinkChainOp(b, s.family, op, uint32(i+1))
 		} else {
 			b, err = appendNetlinkElement(b, s.family, op, uint32(i+1))
@@ -107,7 +108,7 @@ func (s *NFTablesSync) netlinkBatch() ([]byte, error) {
 			return nil, err
 		}
 	}
-	return nlMessage(b, nfnlMsgBatchEnd, unix.NLM_F_REQUEST, uint32(len(s.ops)+1), unix.AF_UNSPEC, nfnlSubsysNFTables, nil), nil
+	return nlMessage(b, nfnlMsgBatchEnd, unix.NLM_F_REQUEST, uint32(len(ops)+1), unix.AF_UNSPEC, nfnlSubsysNFTables, nil), nil
 }
 
 // appendNetlinkElement appends the message that adds or deletes an
@@ -198,7 +199,8 @@ func nlAttr(b []byte, typ uint16, value []byte) []byte {
 // and waits for every message's acknowledgement. On an error the kernel
 // has applied none of it; the error names the refused operation.
 func (s *NFTablesSync) applyNetlink(netns string) error {
-	batch, err := s.netlinkBatch()
+	ops := s.operations()
+	batch, err := s.netlinkBatch(ops)
 	if err != nil {
 		return err
 	}
@@ -216,7 +218,7 @@ func (s *NFTablesSync) applyNetlink(netns string) error {
 	if err := unix.Sendto(fd, batch, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("proxyrules: netlink send: %w", err)
 	}
-	pending := len(s.ops)
+	pending := len(ops)
 	var failed error
 	buf := make([]byte, 1<<16)
 	for pending > 0 {
@@ -241,8 +243,8 @@ func (s *NFTablesSync) applyNetlink(netns string) error {
 			}
 			i := int(seq) - 1
 			what := "the batch"
-			if i >= 0 && i < len(s.ops) {
-				what = strings.TrimSpace(string(s.ops[i:i+1].script(s.family, false)))
+			if i >= 0 && i < len(ops) {
+				what = strings.TrimSpace(string(ops[i:i+1].script(s.family, false)))
 			}
 			failed = fmt.Errorf("proxyrules: the kernel refused %q: %w", what, unix.Errno(-errno))
 			// The kernel aborts the batch at the first error and

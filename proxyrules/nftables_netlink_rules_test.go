@@ -103,7 +103,7 @@ func TestNFTablesEndpointRuleRoundTrip(t *testing.T) {
 		cfg, svcs, eps := nftRewriteCluster(f, nftRewriteSteps[0].counts)
 		s := new(NFTables).Sync(mustModel(t, cfg, svcs, eps), true)
 		rules := 0
-		for _, op := range s.ops {
+		for _, op := range s.operations() {
 			if op.kind != nftRule || !strings.Contains(op.text, " map @"+nftPrefixEndpointMap) {
 				continue
 			}

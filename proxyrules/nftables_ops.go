@@ -147,8 +147,7 @@ func (o nftOps) addTo(tx *knftables.Transaction) {
 }
 
 // script writes the operations as nft commands for `nft -f`, in the syntax
-// knftables writes (but for elements of the endpoint maps, which are
-// always batched). With batch, consecutive operations on elements of one
+// knftables writes. With batch, consecutive operations on elements of one
 // set or map with the same verb become one command listing them all, which
 // nft parses and the kernel applies in one message instead of one each.
 func (o nftOps) script(family knftables.Family, batch bool) []byte {
@@ -157,15 +156,26 @@ func (o nftOps) script(family knftables.Family, batch bool) []byte {
 
 // size is about the length of the script.
 func (o nftOps) size() int {
-	size := 64
+	size := 0
 	for i := range o {
-		if o[i].kind == nftMapElem && o[i].verb == nftAdd && strings.HasPrefix(o[i].name, nftPrefixEndpointMap) {
-			size += len(o[i].text) + len(o[i].value) + 5 // batched: "k : v, "
-			continue
-		}
 		size += len(o[i].name) + len(o[i].text) + len(o[i].value) + len(o[i].comment) + 48
 	}
 	return size
+}
+
+// script writes the sync as nft commands (see nftOps.script).
+func (s *NFTablesSync) script(batch bool) []byte {
+	size := 64 + s.ops.size() + slotScriptSize(s.slots)
+	for _, p := range s.ports {
+		size += p.size()
+	}
+	b := make([]byte, 0, size)
+	b = s.ops[:s.portAt].appendScript(b, s.family, batch)
+	for _, p := range s.ports {
+		b = p.appendScript(b, s.family, batch)
+	}
+	b = s.ops[s.portAt:].appendScript(b, s.family, batch)
+	return appendSlotScript(b, s.family, s.slots)
 }
 
 func (o nftOps) appendScript(b []byte, family knftables.Family, batch bool) []byte {
@@ -204,10 +214,7 @@ func (o nftOps) appendScript(b []byte, family knftables.Family, batch bool) []by
 			b = append(b, op.name...)
 			b = append(b, " { "...)
 			b = appendElement(b, op)
-			// Elements of the endpoint maps are always batched: there
-			// are many, and the kernel finds the map by name for each
-			// command.
-			for (batch || strings.HasPrefix(op.name, nftPrefixEndpointMap)) && i+1 < len(o) && o[i+1].kind == op.kind && o[i+1].verb == op.verb && o[i+1].name == op.name {
+			for batch && i+1 < len(o) && o[i+1].kind == op.kind && o[i+1].verb == op.verb && o[i+1].name == op.name {
 				i++
 				b = append(b, ", "...)
 				b = appendElement(b, &o[i])
@@ -246,60 +253,96 @@ func appendElement(b []byte, op *nftOp) []byte {
 // chains and their rules as one `table { chain { rules } }` block (a new
 // chain needs no flush), after the ports' sets, which rules refer to.
 func (s *NFTablesSync) blockScript(batch bool) []byte {
-	before, ports, after := s.ops[:s.portOps[0]], s.ops[s.portOps[0]:s.portOps[1]], s.ops[s.portOps[1]:]
-	b := make([]byte, 0, s.ops.size())
+	before, after := s.ops[:s.portAt], s.ops[s.portAt:]
+	size := 64 + before.size() + after.size() + slotScriptSize(s.slots)
+	for _, p := range s.ports {
+		for i := range p {
+			size += len(p[i].text) + len(p[i].comment) + 16
+		}
+	}
+	b := make([]byte, 0, size)
 	b = before.appendScript(b, s.family, batch)
-	for i := range ports {
-		if ports[i].kind == nftObject {
-			b = ports[i:i+1].appendScript(b, s.family, batch)
+	for _, p := range s.ports {
+		for i := range p {
+			if p[i].kind == nftObject {
+				b = p[i:i+1].appendScript(b, s.family, batch)
+			}
 		}
 	}
 	b = append(b, "table "...)
 	b = append(b, s.family...)
 	b = append(b, " "+NFTablesTable+" {\n"...)
-	// Chains in the order they were added, as the commands would create
-	// them, each with its rules: rules of chain i are ports[first[i]],
-	// ports[next[first[i]]], ...
-	index := make(map[string]int, len(ports)/4)
-	var chains []string
-	var first, last []int
-	next := make([]int, len(ports))
-	for i := range ports {
-		op := &ports[i]
-		switch {
-		case op.kind == nftChain && op.verb == nftAdd:
-			if _, ok := index[op.name]; !ok {
-				index[op.name] = len(chains)
-				chains = append(chains, op.name)
-				first, last = append(first, -1), append(last, -1)
-			}
-		case op.kind == nftRule:
-			c, ok := index[op.name]
-			if !ok { // a rule for a chain the sync did not add: never the case
-				c = len(chains)
-				index[op.name] = c
-				chains = append(chains, op.name)
-				first, last = append(first, -1), append(last, -1)
-			}
-			next[i] = -1
-			if last[c] < 0 {
-				first[c] = i
-			} else {
-				next[last[c]] = i
-			}
-			last[c] = i
-		}
+	var scratch portBlock
+	for _, p := range s.ports {
+		b = scratch.appendChains(b, p)
 	}
-	for c, name := range chains {
+	b = append(b, "}\n"...)
+	b = after.appendScript(b, s.family, batch)
+	return appendSlotScript(b, s.family, s.slots)
+}
+
+// portBlock writes a port's chains in a table block, with scratch space
+// kept from one port to the next.
+type portBlock struct {
+	chains      []string
+	index       map[string]int // of chains, when there are many
+	first, last []int          // a chain's first and last rule
+	next        []int          // a rule's next rule in its chain
+}
+
+// appendChains writes p's chains in the order they were added (as the
+// commands would create them), each with its rules; a port's rules are
+// for its own chains.
+func (pb *portBlock) appendChains(b []byte, p nftOps) []byte {
+	pb.chains, pb.first, pb.last = pb.chains[:0], pb.first[:0], pb.last[:0]
+	pb.next = slices.Grow(pb.next[:0], len(p))[:len(p)]
+	clear(pb.index)
+	indexOf := func(name string) int {
+		if len(pb.chains) <= 8 {
+			return slices.Index(pb.chains, name)
+		}
+		if pb.index == nil {
+			pb.index = map[string]int{}
+		}
+		for i := len(pb.index); i < len(pb.chains); i++ { // chains are unique
+			pb.index[pb.chains[i]] = i
+		}
+		if i, ok := pb.index[name]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range p {
+		op := &p[i]
+		if !(op.kind == nftChain && op.verb == nftAdd) && op.kind != nftRule {
+			continue
+		}
+		c := indexOf(op.name)
+		if c < 0 {
+			c = len(pb.chains)
+			pb.chains = append(pb.chains, op.name)
+			pb.first, pb.last = append(pb.first, -1), append(pb.last, -1)
+		}
+		if op.kind != nftRule {
+			continue
+		}
+		pb.next[i] = -1
+		if pb.last[c] < 0 {
+			pb.first[c] = i
+		} else {
+			pb.next[pb.last[c]] = i
+		}
+		pb.last[c] = i
+	}
+	for c, name := range pb.chains {
 		b = append(b, "chain "...)
 		b = append(b, name...)
 		b = append(b, " {\n"...)
-		for i := first[c]; i >= 0; i = next[i] {
-			b = appendRule(b, &ports[i])
+		for i := pb.first[c]; i >= 0; i = pb.next[i] {
+			b = appendRule(b, &p[i])
 			b = append(b, '\n')
 		}
 		b = append(b, "}\n"...)
 	}
-	b = append(b, "}\n"...)
-	return after.appendScript(b, s.family, batch)
+	return b
 }

@@ -74,7 +74,7 @@ func TestNFTablesScriptIsKnftablesText(t *testing.T) {
 		if got != want {
 			t.Fatalf("%v: script differs from knftables' text:\n%s", layout, firstDiff(got, want))
 		}
-		batched := string(s.ops.script(s.family, true))
+		batched := string(s.script(true))
 		if strings.Count(batched, "\n") >= strings.Count(want, "\n") {
 			t.Fatal("batching merged no element commands")
 		}
