@@ -21,7 +21,8 @@ import (
 // nftables_netlink_rules.go). nft takes tens of ms to apply that to a
 // large table (it starts, and reads every chain and set of the table
 // before it applies anything; about 40 ms at 10,000 Services here), the
-// kernel under 1 ms for elements: NFTablesApplier sends such a sync over
+// kernel under 1 ms to add elements (about 13 ms, at any table size, for
+// a batch that also deletes some): NFTablesApplier sends such a sync over
 // netlink itself, as one batch (one transaction, all or nothing, as
 // nft's).
 
