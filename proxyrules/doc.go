@@ -54,15 +54,17 @@
 //     NFTablesKubeProxy writes kube-proxy's rules exactly. A sync can be
 //     added to a knftables transaction (AddTo, Transaction) or written as
 //     `nft -f` input (Script). After the first, syncs are incremental like
-//     kube-proxy's: only the changed chains of changed ServicePorts are rewritten
-//     and only changed set and map elements are added or deleted; unused
-//     chains are emptied, then deleted a second later.
+//     kube-proxy's: only the chains of changed ServicePorts are rewritten
+//     (those of their chains whose rules changed, where kube-proxy writes
+//     them all) and only changed set and map elements are added or
+//     deleted; unused chains are emptied, then deleted a second later.
 //   - NFTablesApplier.Apply loads a sync with one `nft -f` (one atomic
 //     transaction), through an Exec that may enter a network namespace; a
 //     refused transaction changes nothing, is not committed, and the error
-//     quotes the refused command. With NetNS set, a sync made only of
-//     endpoint-map and hairpin elements is sent over netlink in one batch
-//     instead.
+//     quotes the refused command. With NetNS set, an endpoint change of
+//     the default layout (endpoint-map and hairpin elements, and the
+//     endpoint-map rules of the chains it rewrites) is sent over netlink
+//     in one batch instead.
 //   - Model.Trace is a packet tracer: for a packet (source, destination,
 //     protocol, from or to the node) it says which endpoints the connection
 //     can reach, through which chains, whether it is masqueraded, or that it
