@@ -16,8 +16,8 @@ import (
 
 // An endpoint change in the NFTablesEndpointMaps layout is a few elements
 // of the endpoint maps (and of the hairpin set, for an endpoint on this
-// node), and, when the number of endpoints changes past what the chain
-// was written for, the rewrite of one or two per-ServicePort chains (see
+// node), and, when the number of endpoints changes, the rewrite of the
+// one rule of one or two per-ServicePort chains (see
 // nftables_netlink_rules.go). nft takes tens of ms to apply that to a
 // large table (it starts, and reads every chain and set of the table
 // before it applies anything; about 40 ms at 10,000 Services here), the
