@@ -108,7 +108,7 @@ type NFTablesSync struct {
 	// with their new owners, and the keys in the order first touched.
 	touched     [len(nftContainers)]map[string][]nftOwner
 	touchedKeys [len(nftContainers)][]string
-	ownerBlock  []nftOwner // newOwner's
+	ownerBlocks [len(nftContainers)][]nftOwner // newOwner's
 	// portChanges are, for a partial sync, its changes to the committed
 	// ports, which Commit applies in place (next shares prev's maps).
 	portChanges []nftPortChange
@@ -370,6 +370,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		})
 	}
 	var staleChains, staleSets, revived []string
+	var changes []nftRecChange // written and gone ports
 	for i, p := range m.Ports {
 		st := &steps[i]
 		if st.skip {
@@ -394,12 +395,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 				s.ports = append(s.ports, changedChains(old.ops, rec.ops))
 			}
 			s.Written = append(s.Written, p.Name)
-			if (old != nil && old.slots[0].capacity+old.slots[1].capacity > 0) || rec.slots[0].capacity+rec.slots[1].capacity > 0 {
-				slots = appendSlotElems(slots, old, rec)
-			}
-			if old == nil || !slices.Equal(old.elems, rec.elems) {
-				s.changeElems(prev, p.Name, old, rec)
-			}
+			changes = append(changes, nftRecChange{p.Name, old, rec})
 			if old != nil {
 				staleChains = appendMissing(staleChains, old.chains, rec.chains)
 				staleSets = appendMissing(staleSets, old.sets, rec.sets)
@@ -426,10 +422,8 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 				change.replaced = old.port
 			}
 			s.portChanges = append(s.portChanges, change)
-		} else {
-			next.ports[p.Name] = rec
-			next.byPort[p] = rec
 		}
+		st.rec = rec
 	}
 	var gone []ServicePortName
 	if seen < len(prev.ports) {
@@ -449,11 +443,49 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		if incremental {
 			s.portChanges = append(s.portChanges, nftPortChange{name: name, replaced: old.port})
 		}
-		s.changeElems(prev, name, old, nil)
-		slots = appendSlotElems(slots, old, nil)
+		changes = append(changes, nftRecChange{name, old, nil})
 		staleChains = append(staleChains, old.chains...)
 		staleSets = append(staleSets, old.sets...)
 	}
+	// What the changes do to the shared sets and maps, to the endpoint
+	// maps and to the state's maps of ports are independent of each other.
+	var dels, adds [len(nftContainers)]nftOps
+	tasks := []func(){
+		func() {
+			for _, ch := range changes {
+				if ch.old.hasSlots() || ch.cur.hasSlots() {
+					slots = appendSlotElems(slots, ch.old, ch.cur)
+				}
+			}
+			s.slots = sortSlotElems(slots)
+		},
+	}
+	for c := range nftContainers {
+		tasks = append(tasks, func() { dels[c], adds[c] = s.containerOps(uint8(c), prev, changes) })
+	}
+	if !incremental {
+		tasks = append(tasks, func() {
+			for i, p := range m.Ports {
+				next.ports[p.Name] = steps[i].rec
+			}
+		}, func() {
+			for i, p := range m.Ports {
+				next.byPort[p] = steps[i].rec
+			}
+		})
+	}
+	if incremental {
+		runTasks(tasks, parallelWorkers(len(changes)))
+	} else {
+		runTasks(tasks, parallelWorkers(len(m.Ports)))
+	}
+	for _, ops := range dels {
+		s.ops = append(s.ops, ops...)
+	}
+	for _, ops := range adds {
+		s.ops = append(s.ops, ops...)
+	}
+
 	if full && (len(g.adoptedChains) > 0 || len(g.adoptedSets) > 0) {
 		active := activeChains(next)
 		for _, rec := range next.ports {
@@ -473,8 +505,6 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		}
 	}
 
-	s.elementOps(prev)
-	s.slots = sortSlotElems(slots)
 
 	slices.Sort(staleChains)
 	staleChains = slices.Compact(staleChains)

@@ -42,79 +42,96 @@ const (
 	cHairpin
 )
 
-// changeElems replaces the shared-container elements of port from old to
-// cur (either may be nil) in the sync's view of the containers.
-func (s *NFTablesSync) changeElems(prev *nftState, port ServicePortName, old, cur *nftPortRecord) {
-	owners := func(c uint8, key string) []nftOwner {
-		if o, ok := s.touched[c][key]; ok {
+// nftRecChange is a port whose record a sync replaces (old or cur nil: the
+// port comes or goes).
+type nftRecChange struct {
+	name     ServicePortName
+	old, cur *nftPortRecord
+}
+
+// containerOps applies changes, in port order, to the sync's view of
+// container c and returns the operations that bring the kernel's container
+// in line: deletions, then additions. Containers are independent: a sync
+// works on them in parallel.
+func (s *NFTablesSync) containerOps(c uint8, prev *nftState, changes []nftRecChange) (dels, adds nftOps) {
+	for _, ch := range changes {
+		if ch.old == nil || ch.cur == nil || !slices.Equal(ch.old.elems, ch.cur.elems) {
+			s.changeElems(c, prev, ch.name, ch.old, ch.cur)
+		}
+	}
+	return s.elementOps(c, prev)
+}
+
+// changeElems replaces port's elements of container c from old to cur
+// (either may be nil) in the sync's view of the container.
+func (s *NFTablesSync) changeElems(c uint8, prev *nftState, port ServicePortName, old, cur *nftPortRecord) {
+	touched, committed := s.touched[c], prev.elems[c]
+	owners := func(key string) []nftOwner {
+		if o, ok := touched[key]; ok {
 			return o
 		}
 		s.touchedKeys[c] = append(s.touchedKeys[c], key)
-		return slices.Clone(prev.elems[c][key])
+		return slices.Clone(committed[key])
 	}
 	if old != nil {
 		for _, e := range old.elems {
-			o := owners(e.c, e.key)
-			s.touched[e.c][e.key] = slices.DeleteFunc(o, func(w nftOwner) bool { return w.port == port })
+			if e.c == c {
+				touched[e.key] = slices.DeleteFunc(owners(e.key), func(w nftOwner) bool { return w.port == port })
+			}
 		}
 	}
-	if cur != nil {
-		for _, e := range cur.elems {
-			if len(prev.elems[e.c]) == 0 && old == nil {
-				// Nothing to clone (a first sync): one map access for
-				// a key no port wanted yet.
-				t := s.touched[e.c]
-				if _, seen := t[e.key]; !seen {
-					s.touchedKeys[e.c] = append(s.touchedKeys[e.c], e.key)
-					t[e.key] = s.newOwner(nftOwner{port: port, value: e.value, comment: e.comment})
-					continue
-				}
-			}
-			o := owners(e.c, e.key)
-			if slices.ContainsFunc(o, func(w nftOwner) bool { return w.port == port }) {
-				s.touched[e.c][e.key] = o
-				continue // a port wants an element once
-			}
-			i, _ := slices.BinarySearchFunc(o, port, func(w nftOwner, p ServicePortName) int { return comparePortNames(w.port, p) })
-			s.touched[e.c][e.key] = slices.Insert(o, i, nftOwner{port: port, value: e.value, comment: e.comment})
+	if cur == nil {
+		return
+	}
+	for _, e := range cur.elems {
+		if e.c != c {
+			continue
 		}
+		if len(committed) == 0 && old == nil {
+			// Nothing to clone (a first sync): one map access for a key
+			// no port wanted yet.
+			if _, seen := touched[e.key]; !seen {
+				s.touchedKeys[c] = append(s.touchedKeys[c], e.key)
+				touched[e.key] = s.newOwner(c, nftOwner{port: port, value: e.value, comment: e.comment})
+				continue
+			}
+		}
+		o := owners(e.key)
+		if slices.ContainsFunc(o, func(w nftOwner) bool { return w.port == port }) {
+			touched[e.key] = o
+			continue // a port wants an element once
+		}
+		i, _ := slices.BinarySearchFunc(o, port, func(w nftOwner, p ServicePortName) int { return comparePortNames(w.port, p) })
+		touched[e.key] = slices.Insert(o, i, nftOwner{port: port, value: e.value, comment: e.comment})
 	}
 }
 
-// newOwner returns a one-owner list, carved from a block shared with the
-// lists before it (a first sync makes one for nearly every element).
-func (s *NFTablesSync) newOwner(o nftOwner) []nftOwner {
-	if len(s.ownerBlock) == cap(s.ownerBlock) {
-		s.ownerBlock = make([]nftOwner, 0, 1024)
+// newOwner returns a one-owner list for container c, carved from a block
+// shared with the lists before it (a first sync makes one for nearly every
+// element).
+func (s *NFTablesSync) newOwner(c uint8, o nftOwner) []nftOwner {
+	block := &s.ownerBlocks[c]
+	if len(*block) == cap(*block) {
+		*block = make([]nftOwner, 0, 1024)
 	}
-	s.ownerBlock = append(s.ownerBlock, o)
-	n := len(s.ownerBlock)
-	return s.ownerBlock[n-1 : n : n]
+	*block = append(*block, o)
+	n := len(*block)
+	return (*block)[n-1 : n : n]
 }
 
-// elementOps writes the element changes: deletions first (so a changed
-// value is deleted and added again, as kube-proxy does), then additions,
-// each grouped by container, in port order.
-func (s *NFTablesSync) elementOps(prev *nftState) {
-	for c, keys := range s.touchedKeys {
-		for _, k := range keys {
-			if old := prev.elems[c][k]; len(old) > 0 {
-				if cur := s.touched[c][k]; len(cur) == 0 || cur[0].value != old[0].value {
-					s.ops.element(nftDelete, &nftElem{c: uint8(c), key: k})
-				}
-			}
+// elementOps writes the changes of container c: deletions (so a changed
+// value is deleted and added again, as kube-proxy does) and additions, in
+// port order.
+func (s *NFTablesSync) elementOps(c uint8, prev *nftState) (dels, adds nftOps) {
+	touched, committed := s.touched[c], prev.elems[c]
+	for _, k := range s.touchedKeys[c] {
+		old, cur := committed[k], touched[k]
+		if len(old) > 0 && (len(cur) == 0 || cur[0].value != old[0].value) {
+			dels.element(nftDelete, &nftElem{c: c, key: k})
+		}
+		if len(cur) > 0 && (len(old) == 0 || old[0].value != cur[0].value) {
+			adds.element(nftAdd, &nftElem{c: c, key: k, value: cur[0].value, comment: cur[0].comment})
 		}
 	}
-	for c, keys := range s.touchedKeys {
-		for _, k := range keys {
-			cur := s.touched[c][k]
-			if len(cur) == 0 {
-				continue
-			}
-			if old := prev.elems[c][k]; len(old) > 0 && old[0].value == cur[0].value {
-				continue
-			}
-			s.ops.element(nftAdd, &nftElem{c: uint8(c), key: k, value: cur[0].value, comment: cur[0].comment})
-		}
-	}
+	return dels, adds
 }

@@ -324,6 +324,11 @@ func appendSlotElems(elems []nftSlotElem, old, cur *nftPortRecord) []nftSlotElem
 	return elems
 }
 
+// hasSlots: the record (nil: none) keeps endpoints in the endpoint maps.
+func (r *nftPortRecord) hasSlots() bool {
+	return r != nil && r.slots[0].capacity+r.slots[1].capacity > 0
+}
+
 // mapIndex is the slots' map, as nftSlotElem.m.
 func (s *nftSlots) mapIndex() uint16 { return uint16(int(s.proto)*nftEndpointMaps + int(s.shard)) }
 

@@ -23,14 +23,19 @@ func parallelWorkers(n int) int {
 // worker's number, for scratch space of its own. It returns when all are
 // done.
 func inParallel(n, workers int, work func(k, from, to int)) {
+	inChunks(n, parallelChunk, workers, work)
+}
+
+// inChunks is inParallel with chunks of the given size.
+func inChunks(n, chunk, workers int, work func(k, from, to int)) {
 	var next atomic.Int64
 	run := func(k int) {
 		for {
-			from := int(next.Add(parallelChunk)) - parallelChunk
+			from := int(next.Add(int64(chunk))) - chunk
 			if from >= n {
 				return
 			}
-			work(k, from, min(from+parallelChunk, n))
+			work(k, from, min(from+chunk, n))
 		}
 	}
 	if workers <= 1 {
@@ -42,4 +47,14 @@ func inParallel(n, workers int, work func(k, from, to int)) {
 		wg.Go(func() { run(k) })
 	}
 	wg.Wait()
+}
+
+// runTasks runs independent tasks on workers goroutines (at most one per
+// task), and returns when all are done.
+func runTasks(tasks []func(), workers int) {
+	inChunks(len(tasks), 1, min(workers, len(tasks)), func(_, from, to int) {
+		for _, task := range tasks[from:to] {
+			task()
+		}
+	})
 }
