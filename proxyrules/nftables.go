@@ -71,6 +71,9 @@ type nftPortRecord struct {
 	sum    uint64 // of the port's inputs: when equal, the output is too
 	names  NFTablesChains
 	chains []string
+	// chainsBuf and elemsBuf hold chains and elems when they fit.
+	chainsBuf [3]string
+	elemsBuf  [4]nftElem
 	sets   []string // affinity sets
 	elems  []nftElem
 	slots  [2]nftSlots // endpoint-maps layout: Cluster and Local chains
@@ -256,7 +259,8 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		next.slotNext = [len(nftSlotProtocols) * nftEndpointMaps]uint32{}
 	}
 	for c := range s.touched {
-		if len(prev.elems[c]) == 0 {
+		if len(prev.elems[c]) == 0 && (c == cClusterIPs || c == cServiceIPs) {
+			// a first sync: about one element per port
 			s.touched[c] = make(map[string][]nftOwner, len(m.Ports))
 		} else {
 			s.touched[c] = map[string][]nftOwner{}
@@ -324,8 +328,11 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			if incremental && prev.byPort[p] != nil {
 				continue
 			}
-			steps[i].sum, w.buf = g.portSum(p, w.buf)
-			steps[i].old = prev.ports[p.Name]
+			if old := prev.ports[p.Name]; old != nil {
+				// (a new port's sum is taken as it is written)
+				steps[i].old = old
+				steps[i].sum, w.buf = g.portSum(p, w.buf)
+			}
 		}
 	})
 	seen := 0 // ports of m that prev has
@@ -362,6 +369,9 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			ops := make(nftOps, 0, size)
 			for i := from; i < to; i++ {
 				if st := &steps[i]; st.write {
+					if st.old == nil {
+						st.sum, writers[k].buf = g.portSum(m.Ports[i], writers[k].buf)
+					}
 					at := len(ops)
 					st.rec = writers[k].port(m.Ports[i], st.old, st.plan, &ops)
 					st.ops = ops[at:len(ops):len(ops)]
@@ -370,7 +380,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		})
 	}
 	var staleChains, staleSets, revived []string
-	var changes []nftRecChange // written and gone ports
+	changes := make([]nftRecChange, 0, writes) // written and gone ports
 	for i, p := range m.Ports {
 		st := &steps[i]
 		if st.skip {

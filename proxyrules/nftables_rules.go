@@ -59,13 +59,25 @@ func (w *nftWriter) forWorkers(workers int) []*nftWriter {
 // chains, its affinity sets and its elements of the shared sets and maps;
 // plan is planSlots'.
 func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, o *nftOps) *nftPortRecord {
-	rec := &nftPortRecord{elems: make([]nftElem, 0, 4+2*(len(p.ExternalIPs)+len(p.LoadBalancerVIPs)))}
-	name := p.Name.String()
-	comment := name
-	if len(comment) > knftables.CommentLengthMax {
-		comment = comment[:knftables.CommentLengthMax]
+	rec := &nftPortRecord{}
+	rec.chains = rec.chainsBuf[:0]
+	if n := 4 + 2*(len(p.ExternalIPs)+len(p.LoadBalancerVIPs)); n > len(rec.elemsBuf) {
+		rec.elems = make([]nftElem, 0, n)
+	} else {
+		rec.elems = rec.elemsBuf[:0]
 	}
-	proto := strings.ToLower(string(p.Name.Protocol))
+	// The comment of no-endpoint elements, made when one is.
+	var comment string
+	noEndpointComment := func() string {
+		if comment == "" {
+			comment = p.Name.String()
+			if len(comment) > knftables.CommentLengthMax {
+				comment = comment[:knftables.CommentLengthMax]
+			}
+		}
+		return comment
+	}
+	proto := protocolWord(p.Name.Protocol)
 	port := strconv.Itoa(p.Port)
 	if old != nil {
 		rec.names = old.names
@@ -90,8 +102,13 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, 
 			ensure(chain)
 		}
 		if ep.Local {
-			ip := ep.Addr.Addr().String()
-			elem(cHairpin, ip+" . "+ip+" . "+proto+" . "+itoa(int(ep.Addr.Port())), "", "")
+			b := ep.Addr.Addr().AppendTo(w.buf[:0])
+			b = append(b, " . "...)
+			b = ep.Addr.Addr().AppendTo(b)
+			b = append(append(append(b, " . "...), proto...), " . "...)
+			b = strconv.AppendUint(b, uint64(ep.Addr.Port()), 10)
+			elem(cHairpin, string(b), "", "")
+			w.buf = b
 		}
 	}
 	if pol.UsesClusterChain {
@@ -123,20 +140,27 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, 
 		}
 	}
 
-	key := func(ip netip.Addr) string { return ip.String() + " . " + proto + " . " + port }
-	clusterIP := p.ClusterIP.String()
-	elem(cClusterIPs, clusterIP, "", "")
+	// A service IP's key, "IP . protocol . port"; the ClusterIP's also
+	// gives the ClusterIP itself, as its first part.
+	key := func(ip netip.Addr) string {
+		b := ip.AppendTo(w.buf[:0])
+		b = append(append(append(append(b, " . "...), proto...), " . "...), port...)
+		w.buf = b
+		return string(b)
+	}
+	clusterKey := key(p.ClusterIP)
+	elem(cClusterIPs, clusterKey[:strings.IndexByte(clusterKey, ' ')], "", "")
 	if pol.HasInternal {
-		elem(cServiceIPs, key(p.ClusterIP), "goto "+internalChain, "")
+		elem(cServiceIPs, clusterKey, "goto "+internalChain, "")
 	} else {
-		elem(cNoEndpointServices, key(p.ClusterIP), internalVerdict, comment)
+		elem(cNoEndpointServices, clusterKey, internalVerdict, noEndpointComment())
 	}
 	for _, ip := range p.ExternalIPs {
 		if c.HasAny {
 			elem(cServiceIPs, key(ip), "goto "+names.External, "")
 		}
 		if !pol.HasExternal {
-			elem(cNoEndpointServices, key(ip), externalVerdict, comment)
+			elem(cNoEndpointServices, key(ip), externalVerdict, noEndpointComment())
 		}
 	}
 	if pol.HasSourceRanges {
@@ -152,7 +176,7 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, 
 	}
 	if !pol.HasExternal {
 		for _, ip := range p.LoadBalancerVIPs {
-			elem(cNoEndpointServices, key(ip), externalVerdict, comment)
+			elem(cNoEndpointServices, key(ip), externalVerdict, noEndpointComment())
 		}
 	}
 	if p.NodePort != 0 {
@@ -161,7 +185,7 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, 
 			elem(cServiceNodePorts, npKey, "goto "+names.External, "")
 		}
 		if !pol.HasExternal {
-			elem(cNoEndpointNodePorts, npKey, externalVerdict, comment)
+			elem(cNoEndpointNodePorts, npKey, externalVerdict, noEndpointComment())
 		}
 	}
 
