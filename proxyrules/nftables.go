@@ -74,9 +74,9 @@ type nftPortRecord struct {
 	// chainsBuf and elemsBuf hold chains and elems when they fit.
 	chainsBuf [3]string
 	elemsBuf  [4]nftElem
-	sets   []string // affinity sets
-	elems  []nftElem
-	slots  [2]nftSlots // endpoint-maps layout: Cluster and Local chains
+	sets      []string // affinity sets
+	elems     []nftElem
+	slots     [2]nftSlots // endpoint-maps layout: Cluster and Local chains
 	// ops are the port's own operations, which a full sync repeats
 	// without writing them again when the port did not change.
 	ops nftOps
@@ -514,7 +514,6 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			}
 		}
 	}
-
 
 	slices.Sort(staleChains)
 	staleChains = slices.Compact(staleChains)
