@@ -314,36 +314,44 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		}
 		slots = make([]nftSlotElem, 0, e)
 	}
-	// The ports' sums first (in parallel), then in port order which ports
-	// to write and where their endpoints go, then the writing (in
-	// parallel), then, in port order again, the sync's operations.
-	steps := make([]nftPortStep, len(m.Ports))
+	// The ports to look at: all of m's, or in an incremental sync those the
+	// Tracker did not hand over unchanged. Their sums first (in parallel),
+	// then in port order which to write and where their endpoints go, then
+	// the writing (in parallel), then, in port order again, the sync's
+	// operations.
+	seen := 0 // ports of m that prev has
+	var steps []nftPortStep
+	if incremental {
+		for _, p := range m.Ports {
+			if prev.byPort[p] != nil {
+				seen++
+			} else {
+				steps = append(steps, nftPortStep{p: p})
+			}
+		}
+	} else {
+		steps = make([]nftPortStep, len(m.Ports))
+		for i, p := range m.Ports {
+			steps[i].p = p
+		}
+	}
 	g.seed()
-	workers := parallelWorkers(len(m.Ports))
+	workers := parallelWorkers(len(steps))
 	writers := w.forWorkers(workers)
-	inParallel(len(m.Ports), workers, func(k, from, to int) {
+	inParallel(len(steps), workers, func(k, from, to int) {
 		w := writers[k]
 		for i := from; i < to; i++ {
-			p := m.Ports[i]
-			if incremental && prev.byPort[p] != nil {
-				continue
-			}
-			if old := prev.ports[p.Name]; old != nil {
+			st := &steps[i]
+			if old := prev.ports[st.p.Name]; old != nil {
 				// (a new port's sum is taken as it is written)
-				steps[i].old = old
-				steps[i].sum, w.buf = g.portSum(p, w.buf)
+				st.old = old
+				st.sum, w.buf = g.portSum(st.p, w.buf)
 			}
 		}
 	})
-	seen := 0 // ports of m that prev has
 	writes := 0
-	for i, p := range m.Ports {
+	for i := range steps {
 		st := &steps[i]
-		if incremental && prev.byPort[p] != nil {
-			seen++
-			st.skip = true
-			continue
-		}
 		old := st.old
 		if old != nil {
 			seen++
@@ -353,27 +361,27 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			st.repeat = true
 		case full || old == nil || old.sum != st.sum:
 			st.write = true
-			st.plan = w.planSlots(p, old)
+			st.plan = w.planSlots(st.p, old)
 			writes++
 		}
 	}
 	if writes > 0 {
-		inParallel(len(m.Ports), workers, func(k, from, to int) {
+		inParallel(len(steps), workers, func(k, from, to int) {
 			// The chunk's operations in one buffer, each port's a piece.
 			size := 0
-			for i := from; i < to; i++ {
-				if steps[i].write {
-					size += estimatePortOps(m.Ports[i], w.layout)
+			for _, st := range steps[from:to] {
+				if st.write {
+					size += estimatePortOps(st.p, w.layout)
 				}
 			}
 			ops := make(nftOps, 0, size)
 			for i := from; i < to; i++ {
 				if st := &steps[i]; st.write {
 					if st.old == nil {
-						st.sum, writers[k].buf = g.portSum(m.Ports[i], writers[k].buf)
+						st.sum, writers[k].buf = g.portSum(st.p, writers[k].buf)
 					}
 					at := len(ops)
-					st.rec = writers[k].port(m.Ports[i], st.old, st.plan, &ops)
+					st.rec = writers[k].port(st.p, st.old, st.plan, &ops)
 					st.ops = ops[at:len(ops):len(ops)]
 				}
 			}
@@ -381,12 +389,9 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	}
 	var staleChains, staleSets, revived []string
 	changes := make([]nftRecChange, 0, writes) // written and gone ports
-	for i, p := range m.Ports {
+	for i := range steps {
 		st := &steps[i]
-		if st.skip {
-			continue
-		}
-		old := st.old
+		p, old := st.p, st.old
 		rec := old
 		if st.repeat {
 			s.ports = append(s.ports, old.ops)
@@ -475,12 +480,12 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	}
 	if !incremental {
 		tasks = append(tasks, func() {
-			for i, p := range m.Ports {
-				next.ports[p.Name] = steps[i].rec
+			for _, st := range steps {
+				next.ports[st.p.Name] = st.rec
 			}
 		}, func() {
-			for i, p := range m.Ports {
-				next.byPort[p] = steps[i].rec
+			for _, st := range steps {
+				next.byPort[st.p] = st.rec
 			}
 		})
 	}
@@ -582,14 +587,15 @@ func estimatePortOps(p *PortState, layout NFTablesLayout) int {
 
 // nftPortStep is what a sync does with one port of the model.
 type nftPortStep struct {
+	p   *PortState
 	old *nftPortRecord
 	sum uint64
-	// skip: a partial sync's unchanged port; repeat: a full sync repeats
-	// the unchanged port's operations; write: the port is written.
-	skip, repeat, write bool
-	plan                [2]nftSlotPlan
-	rec                 *nftPortRecord // written
-	ops                 nftOps         // written
+	// repeat: a full sync repeats the unchanged port's operations; write:
+	// the port is written.
+	repeat, write bool
+	plan          [2]nftSlotPlan
+	rec           *nftPortRecord // written
+	ops           nftOps         // written
 }
 
 func activeChains(st *nftState) map[string]bool {
