@@ -569,14 +569,14 @@ func estimateOps(m *Model, layout NFTablesLayout) int {
 
 // estimatePortOps is about the number of a port's own operations.
 func estimatePortOps(p *PortState, layout NFTablesLayout) int {
-	n := 4
+	n := 3 // a chain added, flushed and its rule
+	if p.InternalPolicyLocal || p.ExternalPolicyLocal {
+		n += 3
+	}
 	if p.ExternallyAccessible() {
 		n += 6
 	}
-	switch {
-	case layout == NFTablesEndpointMaps && !p.ClientIPAffinity:
-		n += 2
-	case layout == NFTablesEndpointRules || p.ClientIPAffinity:
+	if layout == NFTablesEndpointRules || p.ClientIPAffinity {
 		n += len(p.Cluster) + len(p.Local)
 		if p.ClientIPAffinity {
 			n += 5 * len(p.Reachable)

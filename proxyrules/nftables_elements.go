@@ -124,6 +124,9 @@ func (s *NFTablesSync) newOwner(c uint8, o nftOwner) []nftOwner {
 // port order.
 func (s *NFTablesSync) elementOps(c uint8, prev *nftState) (dels, adds nftOps) {
 	touched, committed := s.touched[c], prev.elems[c]
+	if len(committed) == 0 {
+		adds = make(nftOps, 0, len(s.touchedKeys[c]))
+	}
 	for _, k := range s.touchedKeys[c] {
 		old, cur := committed[k], touched[k]
 		if len(old) > 0 && (len(cur) == 0 || cur[0].value != old[0].value) {
