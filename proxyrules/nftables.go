@@ -14,14 +14,14 @@ import (
 // NFTables generates kube-proxy 1.37's nftables ruleset
 // (pkg/proxy/nftables/proxier.go syncProxyRules) from a Model, as
 // operations on the table "kube-proxy" of family ip or ip6, and remembers
-// what was committed so that later syncs are partial: only the chains of
-// ServicePorts whose rules changed are rewritten and only the set and map
-// elements that changed are added or deleted, as kube-proxy's incremental
-// transactions do. By default its per-ServicePort chains pick endpoints
-// from data maps (NFTablesEndpointMaps), a deliberate difference from
-// kube-proxy that loads about 7x faster and makes an endpoint change a
-// change of map elements; NFTablesKubeProxy writes kube-proxy's rules
-// exactly. The zero value is ready to use and starts with a full sync.
+// what was committed so that later syncs are partial: only the chains
+// whose rules changed are rewritten and only the set and map elements that
+// changed are added or deleted, as kube-proxy's incremental transactions
+// do. By default its per-ServicePort chains keep their endpoints in shared
+// data maps (NFTablesEndpointMaps), a deliberate difference from
+// kube-proxy that loads about 11x faster at 10,000 Services and makes an
+// endpoint change a change of map elements and at most a rule per chain;
+// NFTablesKubeProxy writes kube-proxy's rules exactly. The zero value is ready to use and starts with a full sync.
 type NFTables struct {
 	// ServiceCIDRs are the cluster's Service CIDRs of this family
 	// (kube-proxy learns them from ServiceCIDR objects); traffic to an

@@ -22,8 +22,7 @@ type NFTablesApplier struct {
 	// /run/netns/NAME), or "host" for this process's own. With it, an
 	// endpoint change in the NFTablesEndpointMaps layout (elements of the
 	// endpoint maps and the hairpin set, and, when the number of
-	// endpoints changes past what a chain was written for, that
-	// per-ServicePort chain flushed and its endpoint-map rules added) is
+	// endpoints changes, the chain flushed and its one rule added) is
 	// sent to the kernel over netlink directly, one batch, without
 	// starting nft, which spends about 40 ms reading a table of 10,000
 	// Services before it applies anything. Empty: every sync goes through

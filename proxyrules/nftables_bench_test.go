@@ -159,7 +159,10 @@ func BenchmarkNFTablesKernelLoad(b *testing.B) {
 // BenchmarkNFTablesKernelChange measures a one-Service change among
 // loaded rules, end to end as a running proxy makes it: the Tracker told
 // of the changed EndpointSlice builds the model, the partial sync is
-// generated and loaded.
+// generated and loaded. The Service loses one of its ten endpoints and
+// gets it back (in the endpoint-maps layout a new rule and map elements),
+// or has one replaced by another (map elements only, as in a rolling
+// update).
 func BenchmarkNFTablesKernelChange(b *testing.B) {
 	ns := testenv.NetNSes(b, "change")[0]
 	for _, n := range []int{1000, 10000} {
@@ -177,34 +180,42 @@ func BenchmarkNFTablesKernelChange(b *testing.B) {
 		for _, v := range variants {
 			b.Run(fmt.Sprintf("services=%d/endpoints=10/changed=1/%s", n, v.name), func(b *testing.B) {
 				nftBenchLayout(b, v.layout)
-				benchNFTChange(b, ns, v.layout, v.netlink, svcs, eps, 9)
+				benchNFTChange(b, ns, v.layout, v.netlink, svcs, eps, keepEndpoints(9))
 			})
+			if v.layout == NFTablesEndpointMaps {
+				b.Run(fmt.Sprintf("services=%d/endpoints=10/replaced=1/%s", n, v.name), func(b *testing.B) {
+					benchNFTChange(b, ns, v.layout, v.netlink, svcs, eps, func(es *discoveryv1.EndpointSlice) {
+						es.Endpoints[1].Addresses = []string{"10.250.250.250"}
+					})
+				})
+			}
 		}
 	}
 }
 
 // BenchmarkNFTablesKernelRewrite measures a one-Service change that
-// rewrites its chain in the endpoint-maps layout (its endpoints go from 10
-// to 3, below the chain's floor, and back, past the capacity of 3's), over
-// netlink and through nft: both make the kernel re-validate the table for
-// the DNAT rules added; nft also starts and reads the table.
+// rewrites its chain in the endpoint-maps layout and moves its endpoints
+// to new keys (they go from 10 to 3 and back, past the keys 3's chain
+// reserved), over netlink and through nft: both make the kernel
+// re-validate the table for the DNAT rule added; nft also starts and reads
+// the table.
 func BenchmarkNFTablesKernelRewrite(b *testing.B) {
 	ns := testenv.NetNSes(b, "rewrite")[0]
 	for _, n := range []int{1000, 10000} {
 		svcs, eps := cluster(n, 10)
 		for _, apply := range []string{"netlink", "nft"} {
 			b.Run(fmt.Sprintf("services=%d/endpoints=10/changed=1/to=3/apply=%s", n, apply), func(b *testing.B) {
-				benchNFTChange(b, ns, NFTablesEndpointMaps, apply == "netlink", svcs, eps, 3)
+				benchNFTChange(b, ns, NFTablesEndpointMaps, apply == "netlink", svcs, eps, keepEndpoints(3))
 			})
 		}
 	}
 }
 
 // benchNFTChange loads svcs and eps into ns, then has the Service in the
-// middle alternate between its endpoints and the first keep of them, each
-// change synced and loaded (over netlink when netlink is set and the sync
-// allows it).
-func benchNFTChange(b *testing.B, ns *testenv.NetNS, layout NFTablesLayout, netlink bool, svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice, keep int) {
+// middle alternate between its EndpointSlice and the slice change makes of
+// a copy, each change synced and loaded (over netlink when netlink is set;
+// the sync must allow it).
+func benchNFTChange(b *testing.B, ns *testenv.NetNS, layout NFTablesLayout, netlink bool, svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice, change func(*discoveryv1.EndpointSlice)) {
 	_, _ = ns.Exec(context.Background(), "nft", "delete", "table", "ip", NFTablesTable)
 	cfg := DefaultConfig("node1")
 	g := NFTables{Layout: layout}
@@ -215,7 +226,7 @@ func benchNFTChange(b *testing.B, ns *testenv.NetNS, layout NFTablesLayout, netl
 	s.Commit()
 	before := eps[len(eps)/2]
 	changed := before.DeepCopy()
-	changed.Endpoints = changed.Endpoints[:keep]
+	change(changed)
 	var phases [4]time.Duration
 	for i := 0; b.Loop(); i++ {
 		t0 := time.Now()
@@ -242,6 +253,11 @@ func benchNFTChange(b *testing.B, ns *testenv.NetNS, layout NFTablesLayout, netl
 		addPhases(&phases, t0, t1, t2)
 	}
 	reportPhases(b, phases)
+}
+
+// keepEndpoints is a change that keeps a slice's first n endpoints.
+func keepEndpoints(n int) func(*discoveryv1.EndpointSlice) {
+	return func(es *discoveryv1.EndpointSlice) { es.Endpoints = es.Endpoints[:n] }
 }
 
 // BenchmarkNFTablesKernelResync measures a periodic full sync (kube-proxy

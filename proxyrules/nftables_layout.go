@@ -21,27 +21,26 @@ import (
 // # Design notes
 //
 // Measured here (kernel 6.18, Debian 12's nft 1.0.6, 10,000 Services x 10
-// endpoints, nft's CPU time, which a busy machine inflates less than wall
-// time; BenchmarkNFTablesKernelLoad, BenchmarkNFTablesKernelChange,
+// endpoints, end to end unless said otherwise; BenchmarkNFTablesKernelLoad,
+// BenchmarkNFTablesKernelChange, BenchmarkNFTablesKernelRewrite,
 // BenchmarkNFTablesKernelValidation):
 //
 //   - Loading kube-proxy's layout into a new table takes about 13.5 s: the
 //     kernel names each anonymous set (kube-proxy writes a numgen map per
 //     chain) by scanning every set of the table, quadratic in Services.
-//     One rule per endpoint (NFTablesEndpointRules) takes about 1.8 s.
-//   - A one-Service change among them takes about 75 ms in nft with either
-//     layout, for two reasons. nft reads every chain and set of the table
-//     before it applies anything (about 24 ms CPU, 37 ms wall with its
-//     start). And any transaction that adds a rule with a DNAT (its
-//     address is an immediate, and nat and immediate expressions have a
-//     validate hook) or a goto in a verdict map makes the kernel
+//     One rule per endpoint (NFTablesEndpointRules) takes about 2 s.
+//   - A one-Service change among them takes 75-95 ms in nft with
+//     kube-proxy's layout, for two reasons. nft reads every chain and set
+//     of the table before it applies anything (about 24 ms CPU, 37 ms wall
+//     with its start). And any transaction that adds a rule with a DNAT
+//     (its address is an immediate, and nat and immediate expressions have
+//     a validate hook) or a goto in a verdict map makes the kernel
 //     re-validate every chain reachable from the base chains at commit:
-//     25-40 ms more, by layout (in the NFTablesEndpointMaps table, a goto
-//     in service-ips or a DNAT rule takes 60-64 ms in nft, an element of a
-//     set or of a data map 37 ms).
-//   - What avoids both: keep endpoints as elements of data maps. Adding or
-//     deleting them is not validated, and NFTablesApplier sends a sync made
-//     only of them over netlink itself (NetNS), without nft.
+//     about 20 ms more. A batch that deletes anything (elements, or rules
+//     by flushing a chain) takes about 13 ms more, at any table size.
+//   - What avoids nft's part: NFTablesApplier sends an endpoint change of
+//     the NFTablesEndpointMaps layout (map elements, and the one rule of a
+//     chain whose number of endpoints changed) over netlink itself (NetNS).
 //
 // Alternatives measured for where the endpoints go, loading 10,000 x 10
 // (nft's wall time on a busy machine; the rule per endpoint took 2.1-2.5 s
@@ -51,19 +50,28 @@ import (
 // its elements, and each element added walks the map's bindings); 256
 // shared maps, a chain's endpoints in one of them, 2.9-3 s with 10 rules
 // per chain (1,024 maps the same; 4,096: 7 s), 4.8-5.3 s when elements were
-// not batched into one command per map, 2.3-2.5 s with a ladder of 7 rules
-// per 10 endpoints, and about the cost of a rule per endpoint (nft CPU 1.8
-// s) with the ladder of 5 NFTablesEndpointMaps writes.
+// not batched into one command per map.
 //
-// NFTablesEndpointMaps is the default: it loads as fast as a rule per
-// endpoint (1.9 s end to end for 10,000 x 10; 0.2 s for 1,000 x 10, where
-// kube-proxy's layout is as fast), and an endpoint change among 10,000
-// Services takes about 7 ms end to end with NFTablesApplier.NetNS (33 ms
-// through nft) where the other layouts take about 75 ms. The price is in
-// generation and size: its transaction holds about three times the
-// operations of kube-proxy's (a ladder of rules and a map element per
-// endpoint) and 1.8 times the text, and takes about 1.3 times as long to
-// generate.
+// Before this layout, NFTablesEndpointMaps wrote a ladder of rules per
+// chain (`numgen random mod m` for m from n + n/8 down to n - n/8, each
+// finding an endpoint with probability n/m and falling through otherwise:
+// uniform as a whole), so that a change of the number of endpoints within
+// that range was a change of elements only (about 7-15 ms end to end over
+// netlink). It loaded in 1.9 s, but its text was 1.8 times kube-proxy's
+// and its transaction three times the operations. One rule with the exact
+// number loads in 1.2 s, its text is 0.8 times kube-proxy's (0.95 times
+// at 1,000 Services), and a change of the number of endpoints takes about
+// 22 ms end to end over netlink (52 ms through nft), well inside the 50 ms
+// a proxy has; a change that keeps the number (an endpoint replaced, as in
+// a rolling update) takes about 15 ms over netlink.
+//
+// NFTablesEndpointMaps is the default: it loads 10,000 x 10 in 1.2 s (0.15
+// s for 1,000 x 10, where kube-proxy's layout is as fast), and applies an
+// endpoint change among 10,000 Services in 15-22 ms with
+// NFTablesApplier.NetNS (40-52 ms through nft) where kube-proxy's layout
+// takes about 90 ms through nft. The price is in generation: its
+// transaction holds about 2.5 times the operations of kube-proxy's (a map
+// element per endpoint) and takes about 1.15 times as long to generate.
 type NFTablesLayout uint8
 
 const (
