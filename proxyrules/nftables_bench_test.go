@@ -246,13 +246,19 @@ func benchNFTChange(b *testing.B, ns *testenv.NetNS, layout NFTablesLayout, netl
 		if netlink {
 			b.Fatalf("the sync does not go over netlink:\n%s", s.Script())
 		}
-		script := s.Script()
-		t2 := time.Now()
-		phases[3] += loadNFT(b, ns, script)
-		s.Commit()
-		addPhases(&phases, t0, t1, t2)
+		loadTimed(b, ns, s, &phases, t0, t1)
 	}
 	reportPhases(b, phases)
+}
+
+// loadTimed writes s's script, loads it into ns and commits it, and adds
+// the phases of that sync (model from t0, generation from t1) to phases.
+func loadTimed(b *testing.B, ns *testenv.NetNS, s *NFTablesSync, phases *[4]time.Duration, t0, t1 time.Time) {
+	script := s.Script()
+	t2 := time.Now()
+	phases[3] += loadNFT(b, ns, script)
+	s.Commit()
+	addPhases(phases, t0, t1, t2)
 }
 
 // keepEndpoints is a change that keeps a slice's first n endpoints.
@@ -282,12 +288,7 @@ func BenchmarkNFTablesKernelResync(b *testing.B) {
 					t0 := time.Now()
 					m, _ := NewModel(cfg, svcs, eps)
 					t1 := time.Now()
-					s := g.Sync(m, true)
-					script := s.Script()
-					t2 := time.Now()
-					phases[3] += loadNFT(b, ns, script)
-					s.Commit()
-					addPhases(&phases, t0, t1, t2)
+					loadTimed(b, ns, g.Sync(m, true), &phases, t0, t1)
 				}
 				reportPhases(b, phases)
 			})

@@ -273,13 +273,7 @@ func (w *nftWriter) endpointSlots(o *nftOps, proto string, chain string, eps []*
 		w.buf = b
 		return s
 	}
-	b = b[:0]
-	b = append(b, "meta l4proto "...)
-	b = append(b, proto...)
-	b = append(b, " dnat "...)
-	b = append(b, w.ip...)
-	b = append(b, " addr . port to numgen random mod "...)
-	b = strconv.AppendInt(b, int64(len(values)), 10)
+	b = w.appendNumgenDNAT(b[:0], proto, len(values))
 	b = append(b, " offset "...)
 	b = strconv.AppendUint(b, uint64(s.base), 10)
 	b = append(b, " map @"...)

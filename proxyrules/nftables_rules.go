@@ -282,13 +282,7 @@ func (w *nftWriter) endpointDNATs(o *nftOps, proto, chain string, eps []*Endpoin
 		}
 		return
 	}
-	b := w.buf[:0]
-	b = append(b, "meta l4proto "...)
-	b = append(b, proto...)
-	b = append(b, " dnat "...)
-	b = append(b, w.ip...)
-	b = append(b, " addr . port to numgen random mod "...)
-	b = strconv.AppendInt(b, int64(len(eps)), 10)
+	b := w.appendNumgenDNAT(w.buf[:0], proto, len(eps))
 	b = append(b, " map { "...)
 	for i, ep := range eps {
 		if i > 0 {
@@ -303,6 +297,18 @@ func (w *nftWriter) endpointDNATs(o *nftOps, proto, chain string, eps []*Endpoin
 	b = append(b, " }"...)
 	o.rule(chain, string(b), "")
 	w.buf = b
+}
+
+// appendNumgenDNAT appends the start of kube-proxy's rule that DNATs to
+// one of n endpoints at random, `meta l4proto P dnat ip addr . port to
+// numgen random mod n`; the map follows.
+func (w *nftWriter) appendNumgenDNAT(b []byte, proto string, n int) []byte {
+	b = append(b, "meta l4proto "...)
+	b = append(b, proto...)
+	b = append(b, " dnat "...)
+	b = append(b, w.ip...)
+	b = append(b, " addr . port to numgen random mod "...)
+	return strconv.AppendInt(b, int64(n), 10)
 }
 
 // endpointJumps, with ClientIP affinity: a client seen recently goes to its
