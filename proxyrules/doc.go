@@ -61,7 +61,8 @@
 //   - NFTablesApplier.Apply loads a sync with one `nft -f` (one atomic
 //     transaction), through an Exec that may enter a network namespace; a
 //     refused transaction changes nothing, is not committed, and the error
-//     quotes the refused command. With NetNS set, an endpoint change of
+//     quotes the refused command. When the applier knows the namespace
+//     (NetNS, or nft run by this process), an endpoint change of
 //     the default layout (endpoint-map and hairpin elements, and the
 //     endpoint-map rules of the chains it rewrites) is sent over netlink
 //     in one batch instead.

@@ -25,7 +25,8 @@ type NFTablesApplier struct {
 	// endpoints changes, the chain flushed and its one rule added) is
 	// sent to the kernel over netlink directly, one batch, without
 	// starting nft, which spends about 40 ms reading a table of 10,000
-	// Services before it applies anything. Empty: every sync goes through
+	// Services before it applies anything. Empty: this process's own when
+	// Exec is nil (nft runs here too); otherwise every sync goes through
 	// nft.
 	NetNS string
 
@@ -51,11 +52,7 @@ func (a *NFTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*NFTa
 		full = true
 	}
 	s := a.NFTables.Sync(m, full)
-	if a.NetNS != "" && s.netlinkApplicable() {
-		netns := a.NetNS
-		if netns == "host" {
-			netns = ""
-		}
+	if netns, ok := a.netlinkNamespace(); ok && s.netlinkApplicable() {
 		if err := s.applyNetlink(netns); err != nil {
 			return s, err
 		}
@@ -69,6 +66,19 @@ func (a *NFTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*NFTa
 	s.Commit()
 	a.started = true
 	return s, nil
+}
+
+// netlinkNamespace is the namespace netlink reaches the table in ("" for
+// this process's own), if the applier knows it: NetNS, or this process's
+// when nft runs here (a nil Exec).
+func (a *NFTablesApplier) netlinkNamespace() (string, bool) {
+	switch a.NetNS {
+	case "host":
+		return "", true
+	case "":
+		return "", a.Exec == nil
+	}
+	return a.NetNS, true
 }
 
 // listTable returns the chains and sets of the table, if it exists, from

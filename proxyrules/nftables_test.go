@@ -464,3 +464,24 @@ func comparableDump(dump string) []string {
 	slices.Sort(elems)
 	return append(out, elems...)
 }
+
+// TestNFTablesApplierNetlinkNamespace: the applier sends over netlink into
+// the namespace nft programs, when it knows which.
+func TestNFTablesApplierNetlinkNamespace(t *testing.T) {
+	inNetNS := func(context.Context, []byte, string, ...string) ([]byte, error) { return nil, nil }
+	for _, tc := range []struct {
+		name    string
+		a       NFTablesApplier
+		netns   string
+		netlink bool
+	}{
+		{"nft on this host", NFTablesApplier{}, "", true},
+		{"host said", NFTablesApplier{Exec: inNetNS, NetNS: "host"}, "", true},
+		{"a namespace said", NFTablesApplier{Exec: inNetNS, NetNS: "/run/netns/x"}, "/run/netns/x", true},
+		{"nft elsewhere, namespace unknown", NFTablesApplier{Exec: inNetNS}, "", false},
+	} {
+		if netns, ok := tc.a.netlinkNamespace(); netns != tc.netns || ok != tc.netlink {
+			t.Errorf("%s: netlinkNamespace() = %q, %v; want %q, %v", tc.name, netns, ok, tc.netns, tc.netlink)
+		}
+	}
+}
