@@ -112,7 +112,8 @@ func (s *NFTablesSync) changeElems(c uint8, prev *nftState, port ServicePortName
 func (s *NFTablesSync) newOwner(c uint8, o nftOwner) []nftOwner {
 	block := &s.ownerBlocks[c]
 	if len(*block) == cap(*block) {
-		*block = make([]nftOwner, 0, 1024)
+		// blocks of 16, 32, ... up to 1024 owners
+		*block = make([]nftOwner, 0, min(1024, max(16, 2*cap(*block))))
 	}
 	*block = append(*block, o)
 	n := len(*block)
