@@ -159,7 +159,7 @@ func foldEndpointMaps(dump string, sortEndpoints bool) string {
 }
 
 // TestNFTablesEndpointMapsFoldToKubeProxy: a full sync in the
-// endpoint-maps layout, its ladders folded back, is kube-proxy's layout's
+// endpoint-maps layout, its rules folded back, is kube-proxy's layout's
 // table, for every kind of Service and both families.
 func TestNFTablesEndpointMapsFoldToKubeProxy(t *testing.T) {
 	svcs, eps := cluster(300, 4)

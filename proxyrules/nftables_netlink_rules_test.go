@@ -79,7 +79,7 @@ func TestNFTablesEndpointRuleParse(t *testing.T) {
 }
 
 // TestNFTablesEndpointRuleRoundTrip: parse(format(r)) == r over the whole
-// range of the numbers, and every ladder rule of a generated table parses
+// range of the numbers, and every endpoint-map rule of a generated table parses
 // and formats back to its text.
 func TestNFTablesEndpointRuleRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
