@@ -266,36 +266,11 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 			s.touched[c] = map[string][]nftOwner{}
 		}
 	}
-
 	if full {
-		w.setup(&s.ops, !g.setUp)
-		if g.committed == nil && !s.fresh {
-			// What the shared sets and maps hold is unknown: start them
-			// afresh, in the same transaction.
-			for _, c := range nftContainers {
-				if c.set {
-					s.ops.object(nftFlush, &knftables.Set{Name: c.name})
-				} else {
-					s.ops.object(nftFlush, &knftables.Map{Name: c.name})
-				}
-			}
-		}
-		if w.layout == NFTablesEndpointMaps {
-			// tcp's maps first: the kernel finds a map by name walking
-			// the table's sets in the order they were created.
-			for proto := range nftSlotProtocols {
-				for shard := range nftEndpointMaps {
-					ops := nftEndpointMapOps(s.family, proto*nftEndpointMaps+shard)
-					s.ops = append(s.ops, ops[nftAdd])
-					if g.committed == nil && !s.fresh {
-						s.ops = append(s.ops, ops[nftFlush])
-					}
-				}
-			}
-		}
+		s.writeTop(w)
 	}
-
 	s.portAt = len(s.ops)
+
 	// A partial sync starts from the committed ports and patches them: a
 	// Tracker hands unchanged ports over as the same PortStates, which
 	// are skipped without hashing their inputs or names.
@@ -306,252 +281,16 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		next.ports = make(map[ServicePortName]*nftPortRecord, len(m.Ports))
 		next.byPort = make(map[*PortState]*nftPortRecord, len(m.Ports))
 	}
-	var slots []nftSlotElem
-	if full && w.layout == NFTablesEndpointMaps && g.committed == nil {
-		e := 0
-		for _, p := range m.Ports {
-			e += len(p.Cluster) + len(p.Local)
-		}
-		slots = make([]nftSlotElem, 0, e)
+	steps, seen := w.portSteps(m, prev, incremental)
+	w.writeSteps(steps, prev, full)
+	var stale nftStale
+	changes := s.takeSteps(steps, prev, incremental, &stale)
+	changes = s.takeGone(m, prev, seen, incremental, changes, &stale)
+	s.applyChanges(m, prev, next, steps, changes, incremental)
+	if full {
+		stale.addAdopted(g, next)
 	}
-	// The ports to look at: all of m's, or in an incremental sync those the
-	// Tracker did not hand over unchanged. Their sums first (in parallel),
-	// then in port order which to write and where their endpoints go, then
-	// the writing (in parallel), then, in port order again, the sync's
-	// operations.
-	seen := 0 // ports of m that prev has
-	var steps []nftPortStep
-	if incremental {
-		for _, p := range m.Ports {
-			if prev.byPort[p] != nil {
-				seen++
-			} else {
-				steps = append(steps, nftPortStep{p: p})
-			}
-		}
-	} else {
-		steps = make([]nftPortStep, len(m.Ports))
-		for i, p := range m.Ports {
-			steps[i].p = p
-		}
-	}
-	g.seed()
-	workers := parallelWorkers(len(steps))
-	writers := w.forWorkers(workers)
-	inParallel(len(steps), workers, func(k, from, to int) {
-		w := writers[k]
-		for i := from; i < to; i++ {
-			st := &steps[i]
-			if old := prev.ports[st.p.Name]; old != nil {
-				// (a new port's sum is taken as it is written)
-				st.old = old
-				st.sum, w.buf = g.portSum(st.p, w.buf)
-			}
-		}
-	})
-	writes := 0
-	for i := range steps {
-		st := &steps[i]
-		old := st.old
-		if old != nil {
-			seen++
-		}
-		switch {
-		case full && old != nil && old.sum == st.sum && prev.config == cfgSum && !w.resetSlots:
-			st.repeat = true
-		case full || old == nil || old.sum != st.sum:
-			st.write = true
-			st.plan = w.planSlots(st.p, old)
-			writes++
-		}
-	}
-	if writes > 0 {
-		inParallel(len(steps), workers, func(k, from, to int) {
-			// The chunk's operations in one buffer, each port's a piece.
-			size := 0
-			for _, st := range steps[from:to] {
-				if st.write {
-					size += estimatePortOps(st.p, w.layout)
-				}
-			}
-			ops := make(nftOps, 0, size)
-			for i := from; i < to; i++ {
-				if st := &steps[i]; st.write {
-					if st.old == nil {
-						st.sum, writers[k].buf = g.portSum(st.p, writers[k].buf)
-					}
-					at := len(ops)
-					st.rec = writers[k].port(st.p, st.old, st.plan, &ops)
-					st.ops = ops[at:len(ops):len(ops)]
-				}
-			}
-		})
-	}
-	var staleChains, staleSets, revived []string
-	changes := make([]nftRecChange, 0, writes) // written and gone ports
-	for i := range steps {
-		st := &steps[i]
-		p, old := st.p, st.old
-		rec := old
-		if st.repeat {
-			s.ports = append(s.ports, old.ops)
-			s.Written = append(s.Written, p.Name)
-		} else if st.write {
-			rec = st.rec
-			rec.sum = st.sum
-			rec.ops = st.ops
-			switch {
-			case full || old == nil:
-				s.ports = append(s.ports, rec.ops)
-			case slices.Equal(old.ops, rec.ops):
-				// Only elements changed: the chains stay as they are.
-				rec.ops = old.ops
-			default:
-				s.ports = append(s.ports, changedChains(old.ops, rec.ops))
-			}
-			s.Written = append(s.Written, p.Name)
-			changes = append(changes, nftRecChange{p.Name, old, rec})
-			if old != nil {
-				staleChains = appendMissing(staleChains, old.chains, rec.chains)
-				staleSets = appendMissing(staleSets, old.sets, rec.sets)
-			}
-			if len(prev.stale) > 0 {
-				// A chain emptied a moment ago may be in use again.
-				for _, c := range rec.chains {
-					if _, ok := prev.stale[c]; ok {
-						revived = append(revived, c)
-					}
-				}
-			}
-		}
-		if rec.port != p {
-			if rec == old {
-				copied := *old
-				rec = &copied
-			}
-			rec.port = p
-		}
-		if incremental {
-			change := nftPortChange{name: p.Name, rec: rec}
-			if old != nil {
-				change.replaced = old.port
-			}
-			s.portChanges = append(s.portChanges, change)
-		}
-		st.rec = rec
-	}
-	var gone []ServicePortName
-	if seen < len(prev.ports) {
-		inModel := make(map[ServicePortName]bool, len(m.Ports))
-		for _, p := range m.Ports {
-			inModel[p.Name] = true
-		}
-		for name := range prev.ports {
-			if !inModel[name] {
-				gone = append(gone, name)
-			}
-		}
-	}
-	slices.SortFunc(gone, comparePortNames)
-	for _, name := range gone {
-		old := prev.ports[name]
-		if incremental {
-			s.portChanges = append(s.portChanges, nftPortChange{name: name, replaced: old.port})
-		}
-		changes = append(changes, nftRecChange{name, old, nil})
-		staleChains = append(staleChains, old.chains...)
-		staleSets = append(staleSets, old.sets...)
-	}
-	// What the changes do to the shared sets and maps, to the endpoint
-	// maps and to the state's maps of ports are independent of each other.
-	var dels, adds [len(nftContainers)]nftOps
-	tasks := []func(){
-		func() {
-			for _, ch := range changes {
-				if ch.old.hasSlots() || ch.cur.hasSlots() {
-					slots = appendSlotElems(slots, ch.old, ch.cur)
-				}
-			}
-			s.slots = sortSlotElems(slots)
-		},
-	}
-	for c := range nftContainers {
-		tasks = append(tasks, func() { dels[c], adds[c] = s.containerOps(uint8(c), prev, changes) })
-	}
-	if !incremental {
-		tasks = append(tasks, func() {
-			for _, st := range steps {
-				next.ports[st.p.Name] = st.rec
-			}
-		}, func() {
-			for _, st := range steps {
-				next.byPort[st.p] = st.rec
-			}
-		})
-	}
-	if incremental {
-		runTasks(tasks, parallelWorkers(len(changes)))
-	} else {
-		runTasks(tasks, parallelWorkers(len(m.Ports)))
-	}
-	for _, ops := range dels {
-		s.ops = append(s.ops, ops...)
-	}
-	for _, ops := range adds {
-		s.ops = append(s.ops, ops...)
-	}
-
-	if full && (len(g.adoptedChains) > 0 || len(g.adoptedSets) > 0) {
-		active := activeChains(next)
-		for _, rec := range next.ports {
-			for _, set := range rec.sets {
-				active[set] = true
-			}
-		}
-		for _, c := range g.adoptedChains {
-			if !active[c] {
-				staleChains = append(staleChains, c)
-			}
-		}
-		for _, set := range g.adoptedSets {
-			if !active[set] {
-				staleSets = append(staleSets, set)
-			}
-		}
-	}
-
-	slices.Sort(staleChains)
-	staleChains = slices.Compact(staleChains)
-	for _, c := range staleChains {
-		if _, pending := prev.stale[c]; pending {
-			continue
-		}
-		s.ops.chain(nftFlush, c)
-		s.Flushed = append(s.Flushed, c)
-		next.stale[c] = now
-	}
-	// Chains emptied by an earlier sync at least a second ago are
-	// deleted; one in use again is no longer stale.
-	var deleteChains []string
-	for c, since := range prev.stale {
-		switch {
-		case slices.Contains(revived, c):
-		case now.Sub(since) < time.Second:
-			next.stale[c] = since
-		default:
-			deleteChains = append(deleteChains, c)
-		}
-	}
-	slices.Sort(deleteChains)
-	for _, c := range deleteChains {
-		s.ops.chain(nftDelete, c)
-	}
-	slices.Sort(staleSets)
-	for _, set := range slices.Compact(staleSets) {
-		s.ops.object(nftDelete, &knftables.Set{Name: set})
-		s.Deleted = append(s.Deleted, set)
-	}
-	s.Deleted = append(deleteChains, s.Deleted...)
+	s.cleanUp(prev, next, now, &stale)
 	s.next = next
 	g.opsHint = len(s.ops)
 	return s
@@ -583,19 +322,6 @@ func estimatePortOps(p *PortState, layout NFTablesLayout) int {
 		}
 	}
 	return n
-}
-
-// nftPortStep is what a sync does with one port of the model.
-type nftPortStep struct {
-	p   *PortState
-	old *nftPortRecord
-	sum uint64
-	// repeat: a full sync repeats the unchanged port's operations; write:
-	// the port is written.
-	repeat, write bool
-	plan          [2]nftSlotPlan
-	rec           *nftPortRecord // written
-	ops           nftOps         // written
 }
 
 func activeChains(st *nftState) map[string]bool {

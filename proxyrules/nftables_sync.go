@@ -1,0 +1,344 @@
+package proxyrules
+
+import (
+	"slices"
+	"time"
+
+	"sigs.k8s.io/knftables"
+)
+
+// The steps of NFTables.Sync. Ports are written in parallel; everything
+// that depends on their order (endpoint-map keys, shared elements' owners,
+// the transaction) is worked out in port order, so a sync's output does
+// not depend on GOMAXPROCS.
+
+// writeTop writes what a full sync writes before the ports: the table,
+// base chains and shared sets and maps (w.setup), and the endpoint maps.
+func (s *NFTablesSync) writeTop(w *nftWriter) {
+	g := s.g
+	w.setup(&s.ops, !g.setUp)
+	if g.committed == nil && !s.fresh {
+		// What the shared sets and maps hold is unknown: start them
+		// afresh, in the same transaction.
+		for _, c := range nftContainers {
+			if c.set {
+				s.ops.object(nftFlush, &knftables.Set{Name: c.name})
+			} else {
+				s.ops.object(nftFlush, &knftables.Map{Name: c.name})
+			}
+		}
+	}
+	if w.layout == NFTablesEndpointMaps {
+		// tcp's maps first: the kernel finds a map by name walking the
+		// table's sets in the order they were created.
+		for proto := range nftSlotProtocols {
+			for shard := range nftEndpointMaps {
+				ops := nftEndpointMapOps(s.family, proto*nftEndpointMaps+shard)
+				s.ops = append(s.ops, ops[nftAdd])
+				if g.committed == nil && !s.fresh {
+					s.ops = append(s.ops, ops[nftFlush])
+				}
+			}
+		}
+	}
+}
+
+// nftPortStep is what a sync does with one port of the model.
+type nftPortStep struct {
+	p   *PortState
+	old *nftPortRecord
+	sum uint64
+	// repeat: a full sync repeats the unchanged port's operations; write:
+	// the port is written.
+	repeat, write bool
+	plan          [2]nftSlotPlan
+	rec           *nftPortRecord // written
+	ops           nftOps         // written
+}
+
+// portSteps returns a step for each port of m to look at (all of them, or
+// in an incremental sync those the Tracker did not hand over unchanged),
+// with its committed record and, for those, the sum of its inputs; and
+// how many ports of m prev has.
+func (w *nftWriter) portSteps(m *Model, prev *nftState, incremental bool) (steps []nftPortStep, seen int) {
+	if incremental {
+		for _, p := range m.Ports {
+			if prev.byPort[p] != nil {
+				seen++
+			} else {
+				steps = append(steps, nftPortStep{p: p})
+			}
+		}
+	} else {
+		steps = make([]nftPortStep, len(m.Ports))
+		for i, p := range m.Ports {
+			steps[i].p = p
+		}
+	}
+	g := w.g
+	g.seed()
+	writers := w.forWorkers(parallelWorkers(len(steps)))
+	inParallel(len(steps), len(writers), func(k, from, to int) {
+		w := writers[k]
+		for i := from; i < to; i++ {
+			st := &steps[i]
+			if old := prev.ports[st.p.Name]; old != nil {
+				// (a new port's sum is taken as it is written)
+				st.old = old
+				st.sum, w.buf = g.portSum(st.p, w.buf)
+			}
+		}
+	})
+	for _, st := range steps {
+		if st.old != nil {
+			seen++
+		}
+	}
+	return steps, seen
+}
+
+// writeSteps decides, in port order, which ports a sync repeats and which
+// it writes, with where their endpoints go, then writes those in parallel.
+func (w *nftWriter) writeSteps(steps []nftPortStep, prev *nftState, full bool) {
+	writes := 0
+	for i := range steps {
+		st := &steps[i]
+		switch old := st.old; {
+		case full && old != nil && old.sum == st.sum && prev.config == w.next.config && !w.resetSlots:
+			st.repeat = true
+		case full || old == nil || old.sum != st.sum:
+			st.write = true
+			st.plan = w.planSlots(st.p, old)
+			writes++
+		}
+	}
+	if writes == 0 {
+		return
+	}
+	g := w.g
+	writers := w.forWorkers(parallelWorkers(len(steps)))
+	inParallel(len(steps), len(writers), func(k, from, to int) {
+		// The chunk's operations in one buffer, each port's a piece.
+		size := 0
+		for _, st := range steps[from:to] {
+			if st.write {
+				size += estimatePortOps(st.p, w.layout)
+			}
+		}
+		ops := make(nftOps, 0, size)
+		w := writers[k]
+		for i := from; i < to; i++ {
+			if st := &steps[i]; st.write {
+				if st.old == nil {
+					st.sum, w.buf = g.portSum(st.p, w.buf)
+				}
+				at := len(ops)
+				st.rec = w.port(st.p, st.old, st.plan, &ops)
+				st.ops = ops[at:len(ops):len(ops)]
+			}
+		}
+	})
+}
+
+// nftStale is what a sync leaves unused: chains to empty (and delete a
+// second later), affinity sets to delete, and chains emptied before that
+// are in use again.
+type nftStale struct {
+	chains, sets, revived []string
+}
+
+// takeSteps adds the ports' operations to the sync in port order, and
+// returns the ports whose records change; it sets each step's rec to the
+// port's record in the next state.
+func (s *NFTablesSync) takeSteps(steps []nftPortStep, prev *nftState, incremental bool, stale *nftStale) []nftRecChange {
+	changes := make([]nftRecChange, 0, len(steps))
+	for i := range steps {
+		st := &steps[i]
+		p, old := st.p, st.old
+		rec := old
+		if st.repeat {
+			s.ports = append(s.ports, old.ops)
+			s.Written = append(s.Written, p.Name)
+		} else if st.write {
+			rec = st.rec
+			rec.sum = st.sum
+			rec.ops = st.ops
+			switch {
+			case s.Full || old == nil:
+				s.ports = append(s.ports, rec.ops)
+			case slices.Equal(old.ops, rec.ops):
+				// Only elements changed: the chains stay as they are.
+				rec.ops = old.ops
+			default:
+				s.ports = append(s.ports, changedChains(old.ops, rec.ops))
+			}
+			s.Written = append(s.Written, p.Name)
+			changes = append(changes, nftRecChange{p.Name, old, rec})
+			if old != nil {
+				stale.chains = appendMissing(stale.chains, old.chains, rec.chains)
+				stale.sets = appendMissing(stale.sets, old.sets, rec.sets)
+			}
+			if len(prev.stale) > 0 {
+				// A chain emptied a moment ago may be in use again.
+				for _, c := range rec.chains {
+					if _, ok := prev.stale[c]; ok {
+						stale.revived = append(stale.revived, c)
+					}
+				}
+			}
+		}
+		if rec.port != p {
+			if rec == old {
+				copied := *old
+				rec = &copied
+			}
+			rec.port = p
+		}
+		if incremental {
+			change := nftPortChange{name: p.Name, rec: rec}
+			if old != nil {
+				change.replaced = old.port
+			}
+			s.portChanges = append(s.portChanges, change)
+		}
+		st.rec = rec
+	}
+	return changes
+}
+
+// takeGone adds the committed ports m no longer has (seen of prev's are
+// in m) to changes, in name order.
+func (s *NFTablesSync) takeGone(m *Model, prev *nftState, seen int, incremental bool, changes []nftRecChange, stale *nftStale) []nftRecChange {
+	if seen == len(prev.ports) {
+		return changes
+	}
+	inModel := make(map[ServicePortName]bool, len(m.Ports))
+	for _, p := range m.Ports {
+		inModel[p.Name] = true
+	}
+	var gone []ServicePortName
+	for name := range prev.ports {
+		if !inModel[name] {
+			gone = append(gone, name)
+		}
+	}
+	slices.SortFunc(gone, comparePortNames)
+	for _, name := range gone {
+		old := prev.ports[name]
+		if incremental {
+			s.portChanges = append(s.portChanges, nftPortChange{name: name, replaced: old.port})
+		}
+		changes = append(changes, nftRecChange{name, old, nil})
+		stale.chains = append(stale.chains, old.chains...)
+		stale.sets = append(stale.sets, old.sets...)
+	}
+	return changes
+}
+
+// applyChanges works out what changes do to the shared sets and maps and
+// to the endpoint maps, and (a full sync) fills the next state's maps of
+// ports: independent of each other, in parallel.
+func (s *NFTablesSync) applyChanges(m *Model, prev, next *nftState, steps []nftPortStep, changes []nftRecChange, incremental bool) {
+	var dels, adds [len(nftContainers)]nftOps
+	tasks := []func(){
+		func() {
+			n := 0
+			for _, ch := range changes {
+				for _, r := range [2]*nftPortRecord{ch.old, ch.cur} {
+					if r.hasSlots() {
+						n += len(r.slots[0].eps) + len(r.slots[1].eps)
+					}
+				}
+			}
+			slots := make([]nftSlotElem, 0, n)
+			for _, ch := range changes {
+				if ch.old.hasSlots() || ch.cur.hasSlots() {
+					slots = appendSlotElems(slots, ch.old, ch.cur)
+				}
+			}
+			s.slots = sortSlotElems(slots)
+		},
+	}
+	for c := range nftContainers {
+		tasks = append(tasks, func() { dels[c], adds[c] = s.containerOps(uint8(c), prev, changes) })
+	}
+	workers := parallelWorkers(len(changes))
+	if !incremental {
+		tasks = append(tasks, func() {
+			for _, st := range steps {
+				next.ports[st.p.Name] = st.rec
+			}
+		}, func() {
+			for _, st := range steps {
+				next.byPort[st.p] = st.rec
+			}
+		})
+		workers = parallelWorkers(len(m.Ports))
+	}
+	runTasks(tasks, workers)
+	for _, ops := range dels {
+		s.ops = append(s.ops, ops...)
+	}
+	for _, ops := range adds {
+		s.ops = append(s.ops, ops...)
+	}
+}
+
+// addAdopted adds to a full sync's stale chains and sets those an earlier
+// proxy left in the table (Adopt) that next does not use.
+func (st *nftStale) addAdopted(g *NFTables, next *nftState) {
+	if len(g.adoptedChains) == 0 && len(g.adoptedSets) == 0 {
+		return
+	}
+	active := activeChains(next)
+	for _, rec := range next.ports {
+		for _, set := range rec.sets {
+			active[set] = true
+		}
+	}
+	for _, c := range g.adoptedChains {
+		if !active[c] {
+			st.chains = append(st.chains, c)
+		}
+	}
+	for _, set := range g.adoptedSets {
+		if !active[set] {
+			st.sets = append(st.sets, set)
+		}
+	}
+}
+
+// cleanUp empties the stale chains, deletes those emptied by an earlier
+// sync at least a second ago (one in use again is no longer stale), and
+// deletes the stale sets.
+func (s *NFTablesSync) cleanUp(prev, next *nftState, now time.Time, stale *nftStale) {
+	slices.Sort(stale.chains)
+	for _, c := range slices.Compact(stale.chains) {
+		if _, pending := prev.stale[c]; pending {
+			continue
+		}
+		s.ops.chain(nftFlush, c)
+		s.Flushed = append(s.Flushed, c)
+		next.stale[c] = now
+	}
+	var deleteChains []string
+	for c, since := range prev.stale {
+		switch {
+		case slices.Contains(stale.revived, c):
+		case now.Sub(since) < time.Second:
+			next.stale[c] = since
+		default:
+			deleteChains = append(deleteChains, c)
+		}
+	}
+	slices.Sort(deleteChains)
+	for _, c := range deleteChains {
+		s.ops.chain(nftDelete, c)
+	}
+	slices.Sort(stale.sets)
+	for _, set := range slices.Compact(stale.sets) {
+		s.ops.object(nftDelete, &knftables.Set{Name: set})
+		s.Deleted = append(s.Deleted, set)
+	}
+	s.Deleted = append(deleteChains, s.Deleted...)
+}
