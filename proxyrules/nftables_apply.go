@@ -3,6 +3,7 @@ package proxyrules
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -36,7 +37,10 @@ type NFTablesApplier struct {
 // Apply generates the sync for m (full when full is true, on the first
 // call, or when the configuration changed) and loads it. On failure the
 // kernel keeps the rules it had, nothing is committed, and the error
-// quotes the command nft refused.
+// quotes the command nft refused. When Apply cannot tell whether the
+// kernel took a sync (ctx stopped nft, or netlink went unanswered), the
+// next Apply starts over as the first did: it lists the table and writes
+// it whole.
 func (a *NFTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*NFTablesSync, error) {
 	run := a.Exec
 	if run == nil {
@@ -54,6 +58,9 @@ func (a *NFTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*NFTa
 	s := a.NFTables.Sync(m, full)
 	if netns, ok := a.netlinkNamespace(); ok && s.netlinkApplicable() {
 		if err := s.applyNetlink(netns); err != nil {
+			if errors.Is(err, errNetlinkUnknown) {
+				a.forget()
+			}
 			return s, err
 		}
 		s.Commit()
@@ -61,11 +68,22 @@ func (a *NFTablesApplier) Apply(ctx context.Context, m *Model, full bool) (*NFTa
 	}
 	script := s.Script()
 	if out, err := run(ctx, script, "nft", "-f", "-"); err != nil {
+		if ctx.Err() != nil {
+			a.forget() // nft was stopped, perhaps after its commit
+		}
 		return s, nftError(script, out, err)
 	}
 	s.Commit()
 	a.started = true
 	return s, nil
+}
+
+// forget drops what the applier knows of the table, so that the next
+// Apply lists it and writes it whole, starting its sets and maps afresh.
+func (a *NFTablesApplier) forget() {
+	a.started = false
+	a.NFTables.committed = nil
+	a.NFTables.setUp = false
 }
 
 // netlinkNamespace is the namespace netlink reaches the table in ("" for

@@ -1,6 +1,7 @@
 package proxyrules
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -94,11 +95,15 @@ func hairpinKeyBytes(k string) ([]byte, error) {
 }
 
 // netlinkBatch encodes the sync's operations as one nf_tables batch: a
-// message per operation, each asking for an acknowledgement.
+// message per operation, the last asking for an acknowledgement (the
+// kernel reports every refused message whether asked or not, all after
+// the whole batch, so the last message's answer comes last).
 func (s *NFTablesSync) netlinkBatch(ops nftOps) ([]byte, error) {
 	var b []byte
 	b = nlMessage(b, nfnlMsgBatchBegin, unix.NLM_F_REQUEST, 0, unix.AF_UNSPEC, nfnlSubsysNFTables, nil)
+	last := 0
 	for i := range ops {
+		last = len(b)
 		var err error
 		if op := &ops[i]; op.kind == nftChain || op.kind == nftRule {
 			b, err = appendNetlinkChainOp(b, s.family, op, uint32(i+1))
@@ -108,6 +113,10 @@ func (s *NFTablesSync) netlinkBatch(ops nftOps) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if len(ops) > 0 {
+		flags := b[last+6 : last+8] // nlmsghdr's nlmsg_flags
+		binary.NativeEndian.PutUint16(flags, binary.NativeEndian.Uint16(flags)|unix.NLM_F_ACK)
 	}
 	return nlMessage(b, nfnlMsgBatchEnd, unix.NLM_F_REQUEST, uint32(len(ops)+1), unix.AF_UNSPEC, nfnlSubsysNFTables, nil), nil
 }
@@ -130,7 +139,7 @@ func appendNetlinkElement(b []byte, family knftables.Family, op *nftOp, seq uint
 		keyBytes = binary.NativeEndian.AppendUint32(nil, uint32(key))
 	}
 	elem := nlAttr(nil, nftaSetElemKey|unix.NLA_F_NESTED, nlAttr(nil, nftaDataValue, keyBytes))
-	msg, flags := uint16(nftMsgDelSetElem), uint16(unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	msg, flags := uint16(nftMsgDelSetElem), uint16(unix.NLM_F_REQUEST)
 	if op.verb == nftAdd && op.kind == nftSetElem {
 		msg, flags = nftMsgNewSetElem, flags|unix.NLM_F_CREATE
 	} else if op.verb == nftAdd {
@@ -197,8 +206,10 @@ func nlAttr(b []byte, typ uint16, value []byte) []byte {
 
 // applyNetlink sends the sync in one batch to the kernel of the network
 // namespace netns (a path such as /run/netns/NAME; "" for this process's)
-// and waits for every message's acknowledgement. On an error the kernel
-// has applied none of it; the error names the refused operation.
+// and waits for the kernel's answer. When the kernel refuses the batch it
+// applies none of it, and the error names the first refused operation.
+// An error that wraps errNetlinkUnknown leaves it unknown whether the
+// kernel applied the batch.
 func (s *NFTablesSync) applyNetlink(netns string) error {
 	ops := s.operations()
 	batch, err := s.netlinkBatch(ops)
@@ -210,8 +221,14 @@ func (s *NFTablesSync) applyNetlink(netns string) error {
 		return fmt.Errorf("proxyrules: netlink socket: %w", err)
 	}
 	defer unix.Close(fd)
-	// Every message is acknowledged, or the first error ends the batch;
-	// a kernel that answered neither would leave us waiting.
+	// The batch goes in one message, which the socket's send buffer must
+	// hold (nft sizes it the same way). A kernel that answered nothing
+	// would leave us waiting.
+	if len(batch) > 1<<16 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, len(batch)); err != nil {
+			return fmt.Errorf("proxyrules: netlink socket: %w", err)
+		}
+	}
 	tv := unix.Timeval{Sec: 30}
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("proxyrules: netlink socket: %w", err)
@@ -219,42 +236,50 @@ func (s *NFTablesSync) applyNetlink(netns string) error {
 	if err := unix.Sendto(fd, batch, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("proxyrules: netlink send: %w", err)
 	}
-	pending := len(ops)
+	lastSeq := uint32(len(ops))
 	var failed error
 	buf := make([]byte, 1<<16)
-	for pending > 0 {
+	for {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.ENOBUFS) {
+			// Only refusals can overflow the socket (a batch the kernel
+			// takes is answered by one acknowledgement): it applied
+			// nothing.
+			return cmp.Or(failed, fmt.Errorf("proxyrules: the kernel refused the batch (more refusals than the socket holds): %w", err))
+		}
 		if err != nil {
-			return fmt.Errorf("proxyrules: netlink receive: %w", err)
+			return fmt.Errorf("proxyrules: netlink receive: %w: %w", errNetlinkUnknown, err)
 		}
 		for msg := buf[:n]; len(msg) >= unix.NLMSG_HDRLEN; {
 			size := int(binary.NativeEndian.Uint32(msg))
 			if size < unix.NLMSG_HDRLEN || size > len(msg) {
-				return errors.New("proxyrules: netlink receive: truncated message")
+				return fmt.Errorf("proxyrules: netlink receive: %w: truncated message", errNetlinkUnknown)
 			}
 			typ, seq, data := binary.NativeEndian.Uint16(msg[4:]), binary.NativeEndian.Uint32(msg[8:]), msg[unix.NLMSG_HDRLEN:size]
 			msg = msg[min(len(msg), (size+3)&^3):]
 			if typ != unix.NLMSG_ERROR || len(data) < 4 {
 				continue
 			}
-			pending--
-			errno := int32(binary.NativeEndian.Uint32(data))
-			if errno == 0 || failed != nil {
-				continue
+			if errno := int32(binary.NativeEndian.Uint32(data)); errno != 0 && failed == nil {
+				i := int(seq) - 1
+				what := "the batch"
+				if i >= 0 && i < len(ops) {
+					what = strings.TrimSpace(string(ops[i:i+1].script(s.family, false)))
+				}
+				failed = fmt.Errorf("proxyrules: the kernel refused %q: %w", what, unix.Errno(-errno))
 			}
-			i := int(seq) - 1
-			what := "the batch"
-			if i >= 0 && i < len(ops) {
-				what = strings.TrimSpace(string(ops[i:i+1].script(s.family, false)))
+			// The answer to the last message comes last; one to the
+			// batch's start (seq 0) means the kernel did not take the
+			// batch at all.
+			if seq == lastSeq || seq == 0 {
+				return failed
 			}
-			failed = fmt.Errorf("proxyrules: the kernel refused %q: %w", what, unix.Errno(-errno))
-			// The kernel aborts the batch at the first error and
-			// acknowledges nothing after it.
-			pending = 0
 		}
 	}
-	return failed
 }
+
+// errNetlinkUnknown: the kernel may or may not have applied a batch.
+var errNetlinkUnknown = errors.New("the outcome is unknown")
 
 // netfilterSocket opens a NETLINK_NETFILTER socket in netns: a socket
 // belongs to the namespace its thread was in when it was made.

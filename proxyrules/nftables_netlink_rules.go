@@ -122,13 +122,12 @@ func (s *NFTablesSync) netlinkChainOp(op *nftOp) bool {
 }
 
 // appendNetlinkChainOp appends the message of a chain or rule operation
-// that netlinkChainOp accepts. Each asks for an acknowledgement (nft asks
-// for none but at the end of the batch), which applyNetlink waits for.
+// that netlinkChainOp accepts.
 func appendNetlinkChainOp(b []byte, family knftables.Family, op *nftOp, seq uint32) ([]byte, error) {
 	fam := nfproto(family)
 	table := append([]byte(NFTablesTable), 0)
 	chain := append([]byte(op.name), 0)
-	flags := uint16(unix.NLM_F_REQUEST | unix.NLM_F_ACK)
+	flags := uint16(unix.NLM_F_REQUEST)
 	var attrs []byte
 	switch {
 	case op.kind == nftChain && op.verb == nftAdd:

@@ -360,3 +360,43 @@ func TestNFTablesNetlinkChainRewriteRefused(t *testing.T) {
 		t.Fatalf("the same rewrite once the element is back: %v (nft ran %d times)", err, nftRuns-runs)
 	}
 }
+
+// TestNFTablesNetlinkLargeBatch: a change of 600 Services' endpoint counts
+// at once (thousands of operations, more than a netlink socket's default
+// buffers hold) goes over netlink and takes, and syncs after it still do.
+func TestNFTablesNetlinkLargeBatch(t *testing.T) {
+	ns := testenv.NetNSes(t, "netlink")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nftRuns := 0
+	exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+		if name == "nft" && argsContain(args, "-f") {
+			nftRuns++
+		}
+		return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	}
+	applier := &NFTablesApplier{Exec: exec, NetNS: "/run/netns/" + ns.Name}
+	cfg := DefaultConfig("node1")
+	svcs, eps := cluster(2000, 4)
+	if _, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), false); err != nil {
+		t.Fatal(err)
+	}
+	const changed = 600
+	for i := range changed {
+		eps[i] = eps[i].DeepCopy()
+		eps[i].Endpoints = eps[i].Endpoints[:3]
+	}
+	m := mustModel(t, cfg, svcs, eps)
+	before := nftRuns
+	s, err := applier.Apply(ctx, m, false)
+	if err != nil || nftRuns != before || s.NumOperations() < 2000 {
+		t.Fatalf("a change of %d Services: %d operations, nft runs %d, err %v; want it over netlink", changed, s.NumOperations(), nftRuns-before, err)
+	}
+	want := strings.Count(string(new(NFTables).Sync(m, true).Script()), "random mod 3 ")
+	if got := strings.Count(ns.Run(t, "nft", "list", "table", "ip", NFTablesTable), "random mod 3 "); got != want || want < changed/2 {
+		t.Fatalf("%d chains pick among 3 endpoints, want %d as a full sync", got, want)
+	}
+	if _, err := applier.Apply(ctx, m, true); err != nil {
+		t.Fatalf("full sync after it: %v", err)
+	}
+}

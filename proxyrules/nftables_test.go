@@ -485,3 +485,39 @@ func TestNFTablesApplierNetlinkNamespace(t *testing.T) {
 		}
 	}
 }
+
+// TestNFTablesApplierForgetsWhenUnsure: when ctx stops nft, the kernel may
+// or may not have taken the sync; the next Apply starts over.
+func TestNFTablesApplierForgetsWhenUnsure(t *testing.T) {
+	exec := func(ctx context.Context, _ []byte, _ string, _ ...string) ([]byte, error) { return nil, ctx.Err() }
+	a := &NFTablesApplier{Exec: exec}
+	svcs, eps := cluster(3, 2)
+	m := mustModel(t, DefaultConfig("node1"), svcs, eps)
+	if _, err := a.Apply(context.Background(), m, false); err != nil || a.NFTables.committed == nil {
+		t.Fatalf("first apply: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := a.Apply(ctx, m, true); err == nil {
+		t.Fatal("apply with a stopped nft succeeded")
+	}
+	if a.started || a.NFTables.committed != nil {
+		t.Fatal("the applier still trusts what it committed before")
+	}
+}
+
+// TestNFTablesTransactionLeavesSyncAlone: running a sync's transaction
+// (knftables' Fake writes Handles into the objects it gets) does not
+// change the sync.
+func TestNFTablesTransactionLeavesSyncAlone(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	svcs, eps := cluster(2, 1)
+	s := new(NFTables).Sync(mustModel(t, cfg, svcs, eps), true)
+	before := string(s.Script())
+	if err := newNFTFake(cfg.Family).Run(context.Background(), s.Transaction()); err != nil {
+		t.Fatal(err)
+	}
+	if after := string(s.Script()); after != before {
+		t.Fatalf("the sync changed when its transaction ran:\n%s", firstDiff(after, before))
+	}
+}
