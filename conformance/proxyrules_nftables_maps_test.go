@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -32,7 +33,9 @@ var (
 
 // foldEndpointMaps writes each endpoint-map rule in a Fake dump as
 // kube-proxy's rule for the same endpoints (in key order, or sorted
-// with sorted), and leaves the endpoint maps and their elements out.
+// with sorted), and leaves the endpoint maps and their elements out. A key
+// a rule needs and its map lacks, or an element no rule reaches, is
+// written as a line of its own, which no kube-proxy table has.
 func foldEndpointMaps(dump string, sorted bool) string {
 	lines := strings.Split(strings.TrimSpace(dump), "\n")
 	values := map[string]string{}
@@ -56,10 +59,12 @@ func foldEndpointMaps(dump string, sorted bool) string {
 		base, _ := strconv.Atoi(m[5])
 		var eps []string
 		for k := base; k < base+n; k++ {
-			v, ok := values[m[6]+" "+strconv.Itoa(k)]
+			key := m[6] + " " + strconv.Itoa(k)
+			v, ok := values[key]
 			if !ok {
-				break
+				out = append(out, "missing element "+key)
 			}
+			delete(values, key)
 			eps = append(eps, v)
 		}
 		if sorted {
@@ -74,6 +79,9 @@ func foldEndpointMaps(dump string, sorted bool) string {
 			continue
 		}
 		out = append(out, m[1]+" addr . port to numgen random mod "+strconv.Itoa(len(eps))+" map { "+numbered(eps)+" }")
+	}
+	for _, key := range slices.Sorted(maps.Keys(values)) {
+		out = append(out, "unreached element "+key)
 	}
 	return strings.Join(out, "\n") + "\n"
 }

@@ -79,7 +79,8 @@ const (
 	// endpoints moved out of the rule: `meta l4proto P dnat ip addr . port
 	// to numgen random mod n offset B map @endpoints-P-XX`, the chain's n
 	// endpoints under the keys B .. B+n-1 of the data map endpoints-P-XX
-	// (one of 256 per protocol, by a hash of the chain name). It picks as
+	// (one of 256 per protocol, by a hash of the ServicePort's name and
+	// whether the chain is its Cluster or Local one). It picks as
 	// kube-proxy's `numgen random mod n map { 0 : ep0, ... }` does: uniformly
 	// among the n.
 	//

@@ -2,6 +2,7 @@ package proxyrules
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"regexp"
 	"slices"
@@ -99,7 +100,9 @@ func TestNFTablesEndpointMapsChanges(t *testing.T) {
 // as the kube-proxy rule it stands for (`dnat ... to numgen random mod n
 // map { 0 : a . p , ... }`, or `dnat to a:p` for one endpoint), with the
 // endpoints in key order, or sorted with sortEndpoints, and leaves the
-// endpoint maps out. What remains is kube-proxy's table.
+// endpoint maps out. What remains is kube-proxy's table. A key a rule
+// needs and its map lacks, or an element no rule reaches, is written as a
+// line of its own, which no kube-proxy table has.
 func foldEndpointMaps(dump string, sortEndpoints bool) string {
 	lines := strings.Split(strings.TrimSpace(dump), "\n")
 	values := map[string]string{} // "map key" -> value
@@ -128,10 +131,12 @@ func foldEndpointMaps(dump string, sortEndpoints bool) string {
 		name := strings.TrimPrefix(g[11], "@")
 		var eps []string
 		for k := b; k < b+n; k++ {
-			v, ok := values[name+" "+strconv.Itoa(k)]
+			key := name + " " + strconv.Itoa(k)
+			v, ok := values[key]
 			if !ok {
-				break
+				out = append(out, "missing element "+key)
 			}
+			delete(values, key)
 			eps = append(eps, v)
 		}
 		if sortEndpoints {
@@ -154,6 +159,9 @@ func foldEndpointMaps(dump string, sortEndpoints bool) string {
 			m.WriteString(strconv.Itoa(k) + " : " + v)
 		}
 		out = append(out, prefix+" addr . port to numgen random mod "+strconv.Itoa(len(eps))+" map { "+m.String()+" }")
+	}
+	for _, key := range slices.Sorted(maps.Keys(values)) {
+		out = append(out, "unreached element "+key)
 	}
 	return strings.Join(out, "\n") + "\n"
 }

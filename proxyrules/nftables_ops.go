@@ -128,6 +128,25 @@ func (op *nftOp) knftables() knftables.Object {
 		}
 		return e
 	}
+	// A copy: a knftables.Interface may write into the objects it is given
+	// (the Fake sets their Handle), and some ops are shared between syncs.
+	switch o := op.obj.(type) {
+	case *knftables.Table:
+		c := *o
+		return &c
+	case *knftables.Chain:
+		c := *o
+		return &c
+	case *knftables.Set:
+		c := *o
+		return &c
+	case *knftables.Map:
+		c := *o
+		return &c
+	case *knftables.Counter:
+		c := *o
+		return &c
+	}
 	return op.obj
 }
 
