@@ -262,18 +262,11 @@ func TestNFTablesNetlinkChainRewrite(t *testing.T) {
 			nss := testenv.NetNSes(t, "netlink", "nft")
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			nftRuns := 0
-			exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-				if name == "nft" && argsContain(args, "-f") {
-					nftRuns++
-				}
-				return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", nss[0].Name, name}, args...)...)
-			}
-			applier := &NFTablesApplier{Exec: exec, NetNS: "/run/netns/" + nss[0].Name}
+			applier, nftRuns := countingNFTApplier(nss[0])
 			family := string(nftFamily(f))
 			for i, step := range nftRewriteSteps {
 				cfg, svcs, eps := nftRewriteCluster(f, step.counts)
-				before := nftRuns
+				before := *nftRuns
 				s, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), false)
 				if err != nil {
 					t.Fatalf("%s: %v", step.name, err)
@@ -282,7 +275,7 @@ func TestNFTablesNetlinkChainRewrite(t *testing.T) {
 				if i > 0 && (!strings.Contains(string(script), "\nflush chain ") || !strings.Contains(string(script), "\nadd rule ")) {
 					t.Fatalf("%s: the sync rewrites no chain:\n%s", step.name, script)
 				}
-				if viaNetlink := nftRuns == before; viaNetlink != step.netlink {
+				if viaNetlink := *nftRuns == before; viaNetlink != step.netlink {
 					t.Fatalf("%s: went over netlink = %v, want %v:\n%s", step.name, viaNetlink, step.netlink, script)
 				}
 				if out, err := HostExec(ctx, script, "ip", "netns", "exec", nss[1].Name, "nft", "-f", "-"); err != nil {
@@ -325,14 +318,7 @@ func TestNFTablesNetlinkChainRewriteRefused(t *testing.T) {
 	ns := testenv.NetNSes(t, "refused")[0]
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nftRuns := 0
-	exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-		if name == "nft" && argsContain(args, "-f") {
-			nftRuns++
-		}
-		return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
-	}
-	applier := &NFTablesApplier{Exec: exec, NetNS: "/run/netns/" + ns.Name}
+	applier, nftRuns := countingNFTApplier(ns)
 	cfg, svcs, eps := nftRewriteCluster(corev1.IPv4Protocol, nftRewriteSteps[0].counts)
 	if _, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), false); err != nil {
 		t.Fatal(err)
@@ -348,16 +334,16 @@ func TestNFTablesNetlinkChainRewriteRefused(t *testing.T) {
 	before := ns.Run(t, "nft", "list", "table", "ip", NFTablesTable)
 	cfg, svcs, eps = nftRewriteCluster(corev1.IPv4Protocol, nftRewriteSteps[1].counts)
 	m := mustModel(t, cfg, svcs, eps)
-	runs := nftRuns
-	if _, err := applier.Apply(ctx, m, false); err == nil || !strings.Contains(err.Error(), "delete element") || !errors.Is(err, syscall.ENOENT) || nftRuns != runs {
-		t.Fatalf("a chain rewrite over a missing element: err = %v (nft ran %d times), want ENOENT from netlink naming the element", err, nftRuns-runs)
+	runs := *nftRuns
+	if _, err := applier.Apply(ctx, m, false); err == nil || !strings.Contains(err.Error(), "delete element") || !errors.Is(err, syscall.ENOENT) || *nftRuns != runs {
+		t.Fatalf("a chain rewrite over a missing element: err = %v (nft ran %d times), want ENOENT from netlink naming the element", err, *nftRuns-runs)
 	}
 	if after := ns.Run(t, "nft", "list", "table", "ip", NFTablesTable); after != before {
 		t.Fatalf("the refused batch changed the table:\n%s", firstDiff(after, before))
 	}
 	ns.Run(t, "nft", "add element ip kube-proxy "+strings.Replace(key, " }", " : "+sl.eps[0]+" }", 1))
-	if s, err := applier.Apply(ctx, m, false); err != nil || nftRuns != runs || !strings.Contains(string(s.Script()), "flush chain") {
-		t.Fatalf("the same rewrite once the element is back: %v (nft ran %d times)", err, nftRuns-runs)
+	if s, err := applier.Apply(ctx, m, false); err != nil || *nftRuns != runs || !strings.Contains(string(s.Script()), "flush chain") {
+		t.Fatalf("the same rewrite once the element is back: %v (nft ran %d times)", err, *nftRuns-runs)
 	}
 }
 
@@ -368,14 +354,7 @@ func TestNFTablesNetlinkLargeBatch(t *testing.T) {
 	ns := testenv.NetNSes(t, "netlink")[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nftRuns := 0
-	exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-		if name == "nft" && argsContain(args, "-f") {
-			nftRuns++
-		}
-		return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
-	}
-	applier := &NFTablesApplier{Exec: exec, NetNS: "/run/netns/" + ns.Name}
+	applier, nftRuns := countingNFTApplier(ns)
 	cfg := DefaultConfig("node1")
 	svcs, eps := cluster(2000, 4)
 	if _, err := applier.Apply(ctx, mustModel(t, cfg, svcs, eps), false); err != nil {
@@ -387,10 +366,10 @@ func TestNFTablesNetlinkLargeBatch(t *testing.T) {
 		eps[i].Endpoints = eps[i].Endpoints[:3]
 	}
 	m := mustModel(t, cfg, svcs, eps)
-	before := nftRuns
+	before := *nftRuns
 	s, err := applier.Apply(ctx, m, false)
-	if err != nil || nftRuns != before || s.NumOperations() < 2000 {
-		t.Fatalf("a change of %d Services: %d operations, nft runs %d, err %v; want it over netlink", changed, s.NumOperations(), nftRuns-before, err)
+	if err != nil || *nftRuns != before || s.NumOperations() < 2000 {
+		t.Fatalf("a change of %d Services: %d operations, nft runs %d, err %v; want it over netlink", changed, s.NumOperations(), *nftRuns-before, err)
 	}
 	want := strings.Count(string(new(NFTables).Sync(m, true).Script()), "random mod 3 ")
 	if got := strings.Count(ns.Run(t, "nft", "list", "table", "ip", NFTablesTable), "random mod 3 "); got != want || want < changed/2 {
@@ -399,4 +378,17 @@ func TestNFTablesNetlinkLargeBatch(t *testing.T) {
 	if _, err := applier.Apply(ctx, m, true); err != nil {
 		t.Fatalf("full sync after it: %v", err)
 	}
+}
+
+// countingNFTApplier returns an applier that programs ns (nft run in it,
+// netlink into it) and the number of times it has run `nft -f`.
+func countingNFTApplier(ns *testenv.NetNS) (*NFTablesApplier, *int) {
+	runs := new(int)
+	exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+		if name == "nft" && argsContain(args, "-f") {
+			*runs++
+		}
+		return HostExec(ctx, stdin, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	}
+	return &NFTablesApplier{Exec: exec, NetNS: "/run/netns/" + ns.Name}, runs
 }
