@@ -3,8 +3,10 @@ package proxyrules
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -519,5 +521,52 @@ func TestNFTablesTransactionLeavesSyncAlone(t *testing.T) {
 	}
 	if after := string(s.Script()); after != before {
 		t.Fatalf("the sync changed when its transaction ran:\n%s", firstDiff(after, before))
+	}
+}
+
+// TestNFTablesSyncIndependentOfGOMAXPROCS: ports are written by as many
+// goroutines as GOMAXPROCS allows; the transactions are the same byte for
+// byte whatever it is, for a first sync and for partial and full syncs
+// of many changes.
+func TestNFTablesSyncIndependentOfGOMAXPROCS(t *testing.T) {
+	scripts := func(procs int) []string {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		cfg := DefaultConfig("node1")
+		svcs, eps := cluster(3000, 4)
+		g := NFTables{Clock: clocktesting.NewFakePassiveClock(time.Unix(1000, 0))}
+		g.Adopt(nil, nil)
+		var out []string
+		sync := func(full bool) {
+			s := g.Sync(mustModel(t, cfg, svcs, eps), full)
+			out = append(out, string(s.Script()))
+			s.Commit()
+		}
+		sync(false)
+		for step := range 4 {
+			// Every third Service's endpoints shrink or grow, and
+			// every other step a seventh of the Services go.
+			for i := step % 3; i < len(eps); i += 3 {
+				eps[i] = eps[i].DeepCopy()
+				if step%2 == 0 {
+					eps[i].Endpoints = eps[i].Endpoints[:2]
+				} else {
+					eps[i].Endpoints = append(eps[i].Endpoints, endpointSlice(fmt.Sprintf("s%d", i), 8080, corev1.ProtocolTCP, ep{ip: fmt.Sprintf("10.251.%d.%d", i/250, i%250+1)}).Endpoints...)
+				}
+			}
+			if step%2 == 0 {
+				svcs = slices.Delete(slices.Clone(svcs), 0, len(svcs)/7)
+			}
+			sync(step == 3)
+		}
+		return out
+	}
+	want := scripts(1)
+	for _, procs := range []int{2, 8} {
+		got := scripts(procs)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("GOMAXPROCS %d, sync %d differs from GOMAXPROCS 1's:\n%s", procs, i, firstDiff(got[i], want[i]))
+			}
+		}
 	}
 }
