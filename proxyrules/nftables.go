@@ -21,7 +21,8 @@ import (
 // data maps (NFTablesEndpointMaps), a deliberate difference from
 // kube-proxy that loads about 11x faster at 10,000 Services and makes an
 // endpoint change a change of map elements and at most a rule per chain;
-// NFTablesKubeProxy writes kube-proxy's rules exactly. The zero value is ready to use and starts with a full sync.
+// NFTablesKubeProxy writes kube-proxy's rules exactly. The zero value is
+// ready to use and starts with a full sync.
 type NFTables struct {
 	// ServiceCIDRs are the cluster's Service CIDRs of this family
 	// (kube-proxy learns them from ServiceCIDR objects); traffic to an
@@ -175,8 +176,8 @@ func (s *NFTablesSync) Commit() {
 	g := s.g
 	for c, touched := range s.touched {
 		if len(s.next.elems[c]) == 0 {
-			// Nothing committed in it (a first sync): the sync's view
-			// is the container's.
+			// Nothing committed in it (as in a first sync): the
+			// sync's view is the container's.
 			maps.DeleteFunc(touched, func(_ string, owners []nftOwner) bool { return len(owners) == 0 })
 			s.next.elems[c] = touched
 			continue

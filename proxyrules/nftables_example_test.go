@@ -34,9 +34,9 @@ func ExampleNFTables_Sync() {
 	// Output:
 	// add chain ip kube-proxy service-SUSTUHLJ-default/web/tcp/http
 	// flush chain ip kube-proxy service-SUSTUHLJ-default/web/tcp/http
-	// add rule ip kube-proxy service-SUSTUHLJ-default/web/tcp/http meta l4proto tcp dnat ip addr . port to numgen random mod 1 offset 0 map @endpoints-tcp-b3
+	// add rule ip kube-proxy service-SUSTUHLJ-default/web/tcp/http meta l4proto tcp dnat ip addr . port to numgen random mod 1 offset 0 map @endpoints-tcp-fc
 	// add element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 : goto service-SUSTUHLJ-default/web/tcp/http }
-	// add element ip kube-proxy endpoints-tcp-b3 { 0 : 10.244.1.5 . 8080 }
+	// add element ip kube-proxy endpoints-tcp-fc { 0 : 10.244.1.5 . 8080 }
 	// next sync: 0 operations
 }
 

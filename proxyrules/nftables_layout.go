@@ -147,21 +147,15 @@ type nftSlots struct {
 }
 
 // nftEndpointShard is the endpoint map of a ServicePort's Cluster (i 0)
-// or Local (i 1) chain: an FNV-1a hash of its name and i, known without
-// the chain's name, so that keys are allocated before chains are written.
+// or Local (i 1) chain: an FNV-1a hash of its name (as chain names write
+// it) and i, known without the chain's name, so that keys are allocated
+// before chains are written.
 func nftEndpointShard(name ServicePortName, i int) uint8 {
+	var buf [256]byte
 	h := uint32(2166136261)
-	add := func(s string) {
-		for j := 0; j < len(s); j++ {
-			h = (h ^ uint32(s[j])) * 16777619
-		}
-		h = (h ^ '/') * 16777619
+	for _, c := range append(appendNFTPortBase(buf[:0], name), byte(i)) {
+		h = (h ^ uint32(c)) * 16777619
 	}
-	add(name.Namespace)
-	add(name.Name)
-	add(protocolWord(name.Protocol))
-	add(name.Port)
-	h = (h ^ uint32(i)) * 16777619
 	return uint8(h % nftEndpointMaps)
 }
 

@@ -132,22 +132,22 @@ func (op *nftOp) knftables() knftables.Object {
 	// (the Fake sets their Handle), and some ops are shared between syncs.
 	switch o := op.obj.(type) {
 	case *knftables.Table:
-		c := *o
-		return &c
+		return copyOf(o)
 	case *knftables.Chain:
-		c := *o
-		return &c
+		return copyOf(o)
 	case *knftables.Set:
-		c := *o
-		return &c
+		return copyOf(o)
 	case *knftables.Map:
-		c := *o
-		return &c
+		return copyOf(o)
 	case *knftables.Counter:
-		c := *o
-		return &c
+		return copyOf(o)
 	}
 	return op.obj
+}
+
+func copyOf[T any](o *T) *T {
+	c := *o
+	return &c
 }
 
 // addTo appends the operations to a knftables transaction.
