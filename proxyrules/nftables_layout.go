@@ -40,7 +40,7 @@ import (
 //     by flushing a chain) takes about 13 ms more, at any table size.
 //   - What avoids nft's part: NFTablesApplier sends an endpoint change of
 //     the NFTablesEndpointMaps layout (map elements, and the one rule of a
-//     chain whose number of endpoints changed) over netlink itself (NetNS).
+//     chain whose number of endpoints changed) over netlink itself.
 //
 // Alternatives measured for where the endpoints go, loading 10,000 x 10
 // (nft's wall time on a busy machine; the rule per endpoint took 2.1-2.5 s
@@ -67,8 +67,8 @@ import (
 //
 // NFTablesEndpointMaps is the default: it loads 10,000 x 10 in 1.2 s (0.15
 // s for 1,000 x 10, where kube-proxy's layout is as fast), and applies an
-// endpoint change among 10,000 Services in 15-22 ms with
-// NFTablesApplier.NetNS (40-52 ms through nft) where kube-proxy's layout
+// endpoint change among 10,000 Services in 14-22 ms over netlink
+// (NFTablesApplier; 40-52 ms through nft) where kube-proxy's layout
 // takes about 90 ms through nft. The price is in generation: its
 // transaction holds about 2.5 times the operations of kube-proxy's (a map
 // element per endpoint) and takes about 1.15 times as long to generate.
