@@ -128,7 +128,7 @@ type nftPortChange struct {
 
 // NumOperations is the number of operations in the transaction.
 func (s *NFTablesSync) NumOperations() int {
-	n := len(s.ops) + len(s.slots)
+	n := len(s.ops) + numSlotElems(s.slots)
 	for _, p := range s.ports {
 		n += len(p)
 	}

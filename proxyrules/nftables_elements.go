@@ -47,6 +47,7 @@ const (
 type nftRecChange struct {
 	name     ServicePortName
 	old, cur *nftPortRecord
+	slotText [2][]byte // the writer's, for cur (see endpointSlots)
 }
 
 // containerOps applies changes, in port order, to the sync's view of

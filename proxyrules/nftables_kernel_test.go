@@ -194,7 +194,12 @@ func TestNFTablesNetlinkRefusalKeepsRules(t *testing.T) {
 		}
 	}
 	sl := web.slots[0]
-	i := indexOf(sl.eps, lab.backendIPs[0].String()+" . 8080")
+	i := -1 // be1's slot
+	for k, ep := range sl.eps {
+		if ep.Addr == netip.AddrPortFrom(lab.backendIPs[0], 8080) {
+			i = k
+		}
+	}
 	key := nftEndpointMapNames[int(sl.proto)*nftEndpointMaps+int(sl.shard)] + " { " + strconv.FormatUint(uint64(sl.base)+uint64(len(sl.eps)-1), 10) + " }"
 	lab.node.Run(t, "nft", "delete element ip kube-proxy "+key)
 	slices[0] = endpointSlice("web", labTCPPort, corev1.ProtocolTCP, ep{ip: lab.backendIPs[1].String(), node: "other"}, ep{ip: lab.backendIPs[2].String(), node: "other"})
@@ -205,7 +210,7 @@ func TestNFTablesNetlinkRefusalKeepsRules(t *testing.T) {
 	if out := lab.node.Run(t, "nft", "list", "table", "ip", NFTablesTable); !strings.Contains(out, lab.backendIPs[0].String()+" . 8080") {
 		t.Fatal("the refused batch changed the table")
 	}
-	lab.node.Run(t, "nft", "add element ip kube-proxy "+strings.Replace(key, " }", " : "+sl.eps[len(sl.eps)-1]+" }", 1))
+	lab.node.Run(t, "nft", "add element ip kube-proxy "+strings.Replace(key, " }", " : "+string(appendSlotValue(nil, sl.eps[len(sl.eps)-1]))+" }", 1))
 	if _, err := applier.Apply(ctx, m, false); err != nil {
 		t.Fatalf("the same change once the element is back: %v", err)
 	}
@@ -214,15 +219,6 @@ func TestNFTablesNetlinkRefusalKeepsRules(t *testing.T) {
 			t.Fatalf("after the change web reached %+v, %v; want be2 or be3", r, err)
 		}
 	}
-}
-
-func indexOf(list []string, s string) int {
-	for i, v := range list {
-		if v == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // TestNFTablesBlockScriptLoadsTheSameTable: written as one table block

@@ -1,6 +1,7 @@
 package proxyrules
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,7 +144,7 @@ type nftSlots struct {
 	shard    uint8
 	base     uint32
 	capacity int
-	eps      []string // map values, "address . port"
+	eps      []*Endpoint // under the keys base, base+1, ...
 }
 
 // nftEndpointShard is the endpoint map of a ServicePort's Cluster (i 0)
@@ -237,88 +238,108 @@ func (w *nftWriter) planSlots(p *PortState, old *nftPortRecord) (plan [2]nftSlot
 
 // endpointSlots writes a chain's endpoints in the endpoint-maps layout,
 // where plan puts them: its rule, and its map elements (eps of the slots
-// it returns).
-func (w *nftWriter) endpointSlots(o *nftOps, proto string, chain string, eps []*Endpoint, plan nftSlotPlan) nftSlots {
-	// One string holds the chain's values, each a substring of it.
-	b := w.buf[:0]
-	ends := w.ends[:0]
-	if cap(ends) < len(eps) {
-		ends = make([]int, len(eps))
-	}
-	ends = ends[:len(eps)]
-	for i, ep := range eps {
-		b = ep.Addr.Addr().AppendTo(b)
-		b = append(b, " . "...)
-		b = strconv.AppendUint(b, uint64(ep.Addr.Port()), 10)
-		ends[i] = len(b)
-	}
-	all := string(b)
-	values := make([]string, len(eps))
-	for i, start := 0, 0; i < len(eps); i++ {
-		values[i], start = all[start:ends[i]], ends[i]
-	}
+// it returns; the map's values are the endpoints' "address . port"). A
+// chain under new keys adds all its elements: their text, "key : value"
+// joined by ", " as appendSlotScript writes them, is written here (on the
+// sync's workers, while the endpoints are at hand) and returned.
+func (w *nftWriter) endpointSlots(o *nftOps, proto string, chain string, eps []*Endpoint, plan nftSlotPlan) (nftSlots, []byte) {
 	s := plan.slots
 	if plan.keep {
-		s.eps = refillSlots(s.eps, values)
+		s.eps = refillSlots(s.eps, eps)
 	} else {
-		s.eps = values
+		s.eps = eps // the model's, which nothing changes
 	}
-	w.ends = ends
-	if len(values) == 0 {
-		w.buf = b
-		return s
+	if len(eps) == 0 {
+		return s, nil
 	}
-	b = w.appendNumgenDNAT(b[:0], proto, len(values))
+	b := w.appendNumgenDNAT(w.buf[:0], proto, len(eps))
 	b = append(b, " offset "...)
 	b = strconv.AppendUint(b, uint64(s.base), 10)
 	b = append(b, " map @"...)
 	b = append(b, nftEndpointMapNames[int(s.proto)*nftEndpointMaps+int(s.shard)]...)
 	o.rule(chain, string(b), "")
 	w.buf = b
-	return s
+	if plan.keep {
+		return s, nil
+	}
+	// The text goes in blocks shared with the chains written before it.
+	if size := 32 * len(eps); cap(w.arena)-len(w.arena) < size {
+		w.arena = make([]byte, 0, max(64<<10, size))
+	}
+	start := len(w.arena)
+	w.arena = appendSlotAdds(w.arena, s.base, s.eps)
+	return s, w.arena[start:len(w.arena):len(w.arena)]
 }
 
-// nftSlotElem is an endpoint map element a sync adds or deletes.
+// appendSlotAdds appends the elements that put eps under the keys base,
+// base+1, ..., as an add element command lists them.
+func appendSlotAdds(b []byte, base uint32, eps []*Endpoint) []byte {
+	for k, ep := range eps {
+		if k > 0 {
+			b = append(b, ", "...)
+		}
+		b = strconv.AppendUint(b, uint64(base)+uint64(k), 10)
+		b = append(b, " : "...)
+		b = appendSlotValue(b, ep)
+	}
+	return b
+}
+
+// appendSlotValue appends an endpoint as an endpoint map's value,
+// "address . port": its String(), "address:port" or "[address]:port",
+// rearranged.
+func appendSlotValue(b []byte, ep *Endpoint) []byte {
+	str := ep.String()
+	colon := strings.LastIndexByte(str, ':')
+	if str[0] == '[' {
+		b = append(b, str[1:colon-1]...)
+	} else {
+		b = append(b, str[:colon]...)
+	}
+	b = append(b, " . "...)
+	return append(b, str[colon+1:]...)
+}
+
+// nftSlotElem is an endpoint map element a sync deletes, or elements it
+// adds under consecutive keys.
 type nftSlotElem struct {
-	m     uint16 // the map: proto*nftEndpointMaps+shard
-	del   bool
-	key   uint32
-	value string // "address . port", when added
+	m   uint16 // the map: proto*nftEndpointMaps+shard
+	del bool
+	key uint32 // the (first) key
+	// eps are the values added under key, key+1, ...; text, when not
+	// nil, is their appendSlotAdds.
+	eps  []*Endpoint
+	text []byte
 }
 
-// appendSlotElems appends the endpoint map elements that change from old
-// to cur (records of one port; either may be nil). Keys are the port's
-// own, so unlike the shared sets' elements they need no owners.
-func appendSlotElems(elems []nftSlotElem, old, cur *nftPortRecord) []nftSlotElem {
+// eachSlotElem calls f with the endpoint map elements that ch changes.
+// Keys are the port's own, so unlike the shared sets' elements they need
+// no owners. The elements of a chain under new keys are added together.
+func eachSlotElem(ch *nftRecChange, f func(nftSlotElem)) {
 	for i := range 2 {
 		var o, c nftSlots
-		if old != nil {
-			o = old.slots[i]
+		if ch.old != nil {
+			o = ch.old.slots[i]
 		}
-		if cur != nil {
-			c = cur.slots[i]
+		if ch.cur != nil {
+			c = ch.cur.slots[i]
 		}
 		same := o.proto == c.proto && o.shard == c.shard && o.base == c.base
-		for k := range max(len(o.eps), len(c.eps)) {
-			var was, is string
-			if k < len(o.eps) {
-				was = o.eps[k]
+		for k := range o.eps {
+			if !same || k >= len(c.eps) || o.eps[k].Addr != c.eps[k].Addr {
+				f(nftSlotElem{m: o.mapIndex(), del: true, key: o.base + uint32(k)})
 			}
-			if k < len(c.eps) {
-				is = c.eps[k]
-			}
-			if same && was == is {
-				continue
-			}
-			if was != "" {
-				elems = append(elems, nftSlotElem{m: o.mapIndex(), del: true, key: o.base + uint32(k)})
-			}
-			if is != "" {
-				elems = append(elems, nftSlotElem{m: c.mapIndex(), key: c.base + uint32(k), value: is})
+		}
+		if !same && len(c.eps) > 0 {
+			f(nftSlotElem{m: c.mapIndex(), key: c.base, eps: c.eps, text: ch.slotText[i]})
+			continue
+		}
+		for k := range c.eps {
+			if k >= len(o.eps) || o.eps[k].Addr != c.eps[k].Addr {
+				f(nftSlotElem{m: c.mapIndex(), key: c.base + uint32(k), eps: c.eps[k : k+1]})
 			}
 		}
 	}
-	return elems
 }
 
 // hasSlots: the record (nil: none) keeps endpoints in the endpoint maps.
@@ -329,14 +350,12 @@ func (r *nftPortRecord) hasSlots() bool {
 // mapIndex is the slots' map, as nftSlotElem.m.
 func (s *nftSlots) mapIndex() uint16 { return uint16(int(s.proto)*nftEndpointMaps + int(s.shard)) }
 
-// sortSlotElems orders elems as a sync applies them: deletions first (a
-// key may be deleted and added again), each map's together so that they
-// batch, in their order otherwise.
-func sortSlotElems(elems []nftSlotElem) []nftSlotElem {
-	if len(elems) == 0 {
-		return elems
-	}
-	// A counting sort by (deletion first, map).
+// slotElems returns the endpoint map elements that changes add and delete,
+// ordered as a sync applies them: deletions first (a key may be deleted
+// and added again), each map's together so that they batch, in port
+// order otherwise. A counting sort by (deletion first, map): one pass
+// counts, the next places.
+func slotElems(changes []nftRecChange) []nftSlotElem {
 	const maps = len(nftSlotProtocols) * nftEndpointMaps
 	var at [2*maps + 1]int
 	bucket := func(e *nftSlotElem) int {
@@ -345,29 +364,55 @@ func sortSlotElems(elems []nftSlotElem) []nftSlotElem {
 		}
 		return maps + int(e.m)
 	}
-	for i := range elems {
-		at[bucket(&elems[i])+1]++
+	for i := range changes {
+		if ch := &changes[i]; ch.old.hasSlots() || ch.cur.hasSlots() {
+			eachSlotElem(ch, func(e nftSlotElem) { at[bucket(&e)+1]++ })
+		}
 	}
 	for b := 1; b < len(at); b++ {
 		at[b] += at[b-1]
 	}
-	sorted := make([]nftSlotElem, len(elems))
-	for i := range elems {
-		b := bucket(&elems[i])
-		sorted[at[b]] = elems[i]
-		at[b]++
+	if at[len(at)-1] == 0 {
+		return nil
+	}
+	sorted := make([]nftSlotElem, at[len(at)-1])
+	for i := range changes {
+		if ch := &changes[i]; ch.old.hasSlots() || ch.cur.hasSlots() {
+			eachSlotElem(ch, func(e nftSlotElem) {
+				b := bucket(&e)
+				sorted[at[b]] = e
+				at[b]++
+			})
+		}
 	}
 	return sorted
 }
 
-// appendSlotOps appends elems as operations.
+// numSlotElems is the number of elements elems add or delete.
+func numSlotElems(elems []nftSlotElem) int {
+	n := 0
+	for i := range elems {
+		if elems[i].del {
+			n++
+		} else {
+			n += len(elems[i].eps)
+		}
+	}
+	return n
+}
+
+// appendSlotOps appends elems as operations, an element each.
 func appendSlotOps(ops nftOps, elems []nftSlotElem) nftOps {
 	for _, e := range elems {
-		op := nftOp{verb: nftAdd, kind: nftMapElem, name: nftEndpointMapNames[e.m], text: strconv.FormatUint(uint64(e.key), 10), value: e.value}
+		name := nftEndpointMapNames[e.m]
 		if e.del {
-			op.verb, op.value = nftDelete, ""
+			ops = append(ops, nftOp{verb: nftDelete, kind: nftMapElem, name: name, text: strconv.FormatUint(uint64(e.key), 10)})
+			continue
 		}
-		ops = append(ops, op)
+		for k, ep := range e.eps {
+			ops = append(ops, nftOp{verb: nftAdd, kind: nftMapElem, name: name,
+				text: strconv.FormatUint(uint64(e.key)+uint64(k), 10), value: string(appendSlotValue(nil, ep))})
+		}
 	}
 	return ops
 }
@@ -390,10 +435,13 @@ func appendSlotScript(b []byte, family knftables.Family, elems []nftSlotElem) []
 			if i > start {
 				b = append(b, ", "...)
 			}
-			b = strconv.AppendUint(b, uint64(elems[i].key), 10)
-			if !e.del {
-				b = append(b, " : "...)
-				b = append(b, elems[i].value...)
+			switch el := &elems[i]; {
+			case el.del:
+				b = strconv.AppendUint(b, uint64(el.key), 10)
+			case el.text != nil:
+				b = append(b, el.text...)
+			default:
+				b = appendSlotAdds(b, el.key, el.eps)
 			}
 		}
 		b = append(b, " }\n"...)
@@ -405,7 +453,14 @@ func appendSlotScript(b []byte, family knftables.Family, elems []nftSlotElem) []
 func slotScriptSize(elems []nftSlotElem) int {
 	n := 0
 	for i := range elems {
-		n += len(elems[i].value) + 14
+		switch e := &elems[i]; {
+		case e.del:
+			n += 14
+		case e.text != nil:
+			n += len(e.text) + 2
+		default:
+			n += 40 * len(e.eps)
+		}
 	}
 	return n
 }
@@ -419,41 +474,40 @@ var nftEndpointMapNames = func() []string {
 	return names
 }()
 
-// refillSlots puts values in the slots old held: an endpoint that stays
+// refillSlots puts eps in the slots old held: an endpoint that stays
 // keeps its key, a new one takes the key of one that went, and keys left
 // over are closed up by moving the last endpoints into them, so the keys
-// in use stay contiguous from the base.
-func refillSlots(old, values []string) []string {
-	want := make(map[string]bool, len(values))
-	for _, v := range values {
-		want[v] = true
+// in use stay contiguous from the base. Endpoints are the same when their
+// addresses are; the slots hold eps' (old's may be of an older model).
+func refillSlots(old, eps []*Endpoint) []*Endpoint {
+	want := make(map[netip.AddrPort]*Endpoint, len(eps))
+	for _, ep := range eps {
+		want[ep.Addr] = ep
 	}
-	had := make(map[string]bool, len(old))
-	slots := make([]string, len(old), max(len(old), len(values)))
-	for i, v := range old {
-		had[v] = true
-		if want[v] {
-			slots[i] = v
-		}
+	had := make(map[netip.AddrPort]bool, len(old))
+	slots := make([]*Endpoint, len(old), max(len(old), len(eps)))
+	for i, ep := range old {
+		had[ep.Addr] = true
+		slots[i] = want[ep.Addr]
 	}
-	var fresh []string
-	for _, v := range values {
-		if !had[v] {
-			fresh = append(fresh, v)
+	var fresh []*Endpoint
+	for _, ep := range eps {
+		if !had[ep.Addr] {
+			fresh = append(fresh, ep)
 		}
 	}
 	for i := range slots {
-		if slots[i] == "" && len(fresh) > 0 {
+		if slots[i] == nil && len(fresh) > 0 {
 			slots[i], fresh = fresh[0], fresh[1:]
 		}
 	}
 	slots = append(slots, fresh...)
 	// Close the holes from the end.
 	for i := 0; i < len(slots); i++ {
-		if slots[i] != "" {
+		if slots[i] != nil {
 			continue
 		}
-		for len(slots) > i+1 && slots[len(slots)-1] == "" {
+		for len(slots) > i+1 && slots[len(slots)-1] == nil {
 			slots = slots[:len(slots)-1]
 		}
 		last := len(slots) - 1

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,7 +28,25 @@ func TestNFTablesRefillSlots(t *testing.T) {
 		{"all but the first go", []string{"a", "b", "c", "d"}, []string{"a"}, []string{"a"}},
 		{"all change", []string{"a", "b"}, []string{"c", "d", "e"}, []string{"c", "d", "e"}},
 	} {
-		if got := refillSlots(tc.old, tc.want); !slices.Equal(got, tc.got) {
+		// Endpoints named by letters; the wanted ones are new objects of
+		// the same addresses, as a newer model's are.
+		endpoints := func(names []string) []*Endpoint {
+			eps := make([]*Endpoint, len(names))
+			for i, n := range names {
+				eps[i] = &Endpoint{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, n[0]}), 80)}
+			}
+			return eps
+		}
+		want := endpoints(tc.want)
+		slots := refillSlots(endpoints(tc.old), want)
+		var got []string
+		for _, ep := range slots {
+			if !slices.Contains(want, ep) {
+				t.Errorf("%s: slot of %v holds an endpoint not of the new ones", tc.name, ep)
+			}
+			got = append(got, string(ep.Addr.Addr().As4()[3]))
+		}
+		if !slices.Equal(got, tc.got) {
 			t.Errorf("%s: refillSlots(%v, %v) = %v, want %v", tc.name, tc.old, tc.want, got, tc.got)
 		}
 	}
@@ -236,6 +255,19 @@ func TestNFTablesTrackerPartialEqualsFull(t *testing.T) {
 			if got, want := comparableDump(got), comparableDump(want); !slices.Equal(got, want) {
 				t.Fatalf("%v step %d: partial syncs and a full sync differ:\n%s", layout, step, firstDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
 			}
+		}
+	}
+}
+
+func TestNFTablesSlotValue(t *testing.T) {
+	for addr, want := range map[string]string{
+		"10.0.0.1:8080":      "10.0.0.1 . 8080",
+		"[fd00::1]:53":       "fd00::1 . 53",
+		"[::ffff:1.2.3.4]:1": "::ffff:1.2.3.4 . 1",
+	} {
+		ep := &Endpoint{Addr: netip.MustParseAddrPort(addr)}
+		if got := string(appendSlotValue(nil, ep)); got != want {
+			t.Errorf("appendSlotValue(%s) = %q, want %q", addr, got, want)
 		}
 	}
 }

@@ -341,7 +341,7 @@ func TestNFTablesNetlinkChainRewriteRefused(t *testing.T) {
 	if after := ns.Run(t, "nft", "list", "table", "ip", NFTablesTable); after != before {
 		t.Fatalf("the refused batch changed the table:\n%s", firstDiff(after, before))
 	}
-	ns.Run(t, "nft", "add element ip kube-proxy "+strings.Replace(key, " }", " : "+sl.eps[0]+" }", 1))
+	ns.Run(t, "nft", "add element ip kube-proxy "+strings.Replace(key, " }", " : "+string(appendSlotValue(nil, sl.eps[0]))+" }", 1))
 	if s, err := applier.Apply(ctx, m, false); err != nil || *nftRuns != runs || !strings.Contains(string(s.Script()), "flush chain") {
 		t.Fatalf("the same rewrite once the element is back: %v (nft ran %d times)", err, *nftRuns-runs)
 	}

@@ -21,7 +21,8 @@ type nftWriter struct {
 	notLocal string // the local-traffic detector, negated ("" without a cluster CIDR)
 	local    string
 	buf      []byte
-	ends     []int // endpointSlots' scratch
+	ends     []int  // endpointSlots' scratch
+	arena    []byte // endpointSlots' texts, carved from blocks
 	layout   NFTablesLayout
 	// next is the state the sync builds; resetSlots: the endpoint-maps
 	// layout allocates every chain's keys afresh.
@@ -49,7 +50,7 @@ func (w *nftWriter) forWorkers(workers int) []*nftWriter {
 	writers := []*nftWriter{w}
 	for range workers - 1 {
 		c := *w
-		c.buf, c.ends = nil, nil
+		c.buf, c.ends, c.arena = nil, nil, nil
 		writers = append(writers, &c)
 	}
 	return writers
@@ -57,8 +58,9 @@ func (w *nftWriter) forWorkers(workers int) []*nftWriter {
 
 // port writes a ServicePort's own chains to o and returns its record: those
 // chains, its affinity sets and its elements of the shared sets and maps;
-// plan is planSlots'.
-func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, o *nftOps) *nftPortRecord {
+// plan is planSlots'. The endpoint map elements of a chain under new keys
+// are written to slotText (see endpointSlots).
+func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, o *nftOps, slotText *[2][]byte) *nftPortRecord {
 	rec := &nftPortRecord{}
 	rec.chains = rec.chainsBuf[:0]
 	if n := 4 + 2*(len(p.ExternalIPs)+len(p.LoadBalancerVIPs)); n > len(rec.elemsBuf) {
@@ -249,7 +251,7 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, 
 			if i == 1 {
 				chain, eps = names.Local, c.Local
 			}
-			rec.slots[i] = w.endpointSlots(o, proto, chain, eps, plan[i])
+			rec.slots[i], slotText[i] = w.endpointSlots(o, proto, chain, eps, plan[i])
 		}
 	} else {
 		if pol.UsesClusterChain {

@@ -54,6 +54,7 @@ type nftPortStep struct {
 	plan          [2]nftSlotPlan
 	rec           *nftPortRecord // written
 	ops           nftOps         // written
+	slotText      [2][]byte      // written
 }
 
 // portSteps returns a step for each port of m to look at (all of them, or
@@ -133,7 +134,7 @@ func (w *nftWriter) writeSteps(steps []nftPortStep, prev *nftState, full bool) {
 					st.sum, w.buf = g.portSum(st.p, w.buf)
 				}
 				at := len(ops)
-				st.rec = w.port(st.p, st.old, st.plan, &ops)
+				st.rec = w.port(st.p, st.old, st.plan, &ops, &st.slotText)
 				st.ops = ops[at:len(ops):len(ops)]
 			}
 		}
@@ -173,7 +174,7 @@ func (s *NFTablesSync) takeSteps(steps []nftPortStep, prev *nftState, incrementa
 				s.ports = append(s.ports, changedChains(old.ops, rec.ops))
 			}
 			s.Written = append(s.Written, p.Name)
-			changes = append(changes, nftRecChange{p.Name, old, rec})
+			changes = append(changes, nftRecChange{p.Name, old, rec, st.slotText})
 			if old != nil {
 				stale.chains = appendMissing(stale.chains, old.chains, rec.chains)
 				stale.sets = appendMissing(stale.sets, old.sets, rec.sets)
@@ -228,7 +229,7 @@ func (s *NFTablesSync) takeGone(m *Model, prev *nftState, seen int, incremental 
 		if incremental {
 			s.portChanges = append(s.portChanges, nftPortChange{name: name, replaced: old.port})
 		}
-		changes = append(changes, nftRecChange{name, old, nil})
+		changes = append(changes, nftRecChange{name: name, old: old})
 		stale.chains = append(stale.chains, old.chains...)
 		stale.sets = append(stale.sets, old.sets...)
 	}
@@ -241,23 +242,7 @@ func (s *NFTablesSync) takeGone(m *Model, prev *nftState, seen int, incremental 
 func (s *NFTablesSync) applyChanges(m *Model, prev, next *nftState, steps []nftPortStep, changes []nftRecChange, incremental bool) {
 	var dels, adds [len(nftContainers)]nftOps
 	tasks := []func(){
-		func() {
-			n := 0
-			for _, ch := range changes {
-				for _, r := range [2]*nftPortRecord{ch.old, ch.cur} {
-					if r.hasSlots() {
-						n += len(r.slots[0].eps) + len(r.slots[1].eps)
-					}
-				}
-			}
-			slots := make([]nftSlotElem, 0, n)
-			for _, ch := range changes {
-				if ch.old.hasSlots() || ch.cur.hasSlots() {
-					slots = appendSlotElems(slots, ch.old, ch.cur)
-				}
-			}
-			s.slots = sortSlotElems(slots)
-		},
+		func() { s.slots = slotElems(changes) },
 	}
 	for c := range nftContainers {
 		tasks = append(tasks, func() { dels[c], adds[c] = s.containerOps(uint8(c), prev, changes) })
