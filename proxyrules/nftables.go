@@ -300,7 +300,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 // estimateOps is about the number of operations of a full sync but the
 // ports' own, so that the first one is allocated once.
 func estimateOps(m *Model, layout NFTablesLayout) int {
-	n := 160 + 4*len(m.Ports) // about 4 shared elements per port
+	n := 160 + 5*len(m.Ports)/2 // two or three shared elements per port
 	if layout == NFTablesEndpointMaps {
 		n += 2 * len(nftSlotProtocols) * nftEndpointMaps
 	}

@@ -56,12 +56,11 @@ func (w *nftWriter) forWorkers(workers int) []*nftWriter {
 	return writers
 }
 
-// port writes a ServicePort's own chains to o and returns its record: those
+// port writes a ServicePort's own chains to o and its record to rec: those
 // chains, its affinity sets and its elements of the shared sets and maps;
 // plan is planSlots'. The endpoint map elements of a chain under new keys
 // are written to slotText (see endpointSlots).
-func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, o *nftOps, slotText *[2][]byte) *nftPortRecord {
-	rec := &nftPortRecord{}
+func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, o *nftOps, rec *nftPortRecord, slotText *[2][]byte) {
 	rec.chains = rec.chainsBuf[:0]
 	if n := 4 + 2*(len(p.ExternalIPs)+len(p.LoadBalancerVIPs)); n > len(rec.elemsBuf) {
 		rec.elems = make([]nftElem, 0, n)
@@ -261,7 +260,6 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, 
 			w.endpointDNATs(o, proto, names.Local, c.Local)
 		}
 	}
-	return rec
 }
 
 // endpointDNATs picks an endpoint at random and DNATs to it: kube-proxy's

@@ -119,14 +119,17 @@ func (w *nftWriter) writeSteps(steps []nftPortStep, prev *nftState, full bool) {
 	g := w.g
 	writers := w.forWorkers(parallelWorkers(len(steps)))
 	inParallel(len(steps), len(writers), func(k, from, to int) {
-		// The chunk's operations in one buffer, each port's a piece.
-		size := 0
+		// The chunk's operations in one buffer, each port's a piece, and
+		// its records in another.
+		size, n := 0, 0
 		for _, st := range steps[from:to] {
 			if st.write {
 				size += estimatePortOps(st.p, w.layout)
+				n++
 			}
 		}
 		ops := make(nftOps, 0, size)
+		recs := make([]nftPortRecord, n)
 		w := writers[k]
 		for i := from; i < to; i++ {
 			if st := &steps[i]; st.write {
@@ -134,7 +137,8 @@ func (w *nftWriter) writeSteps(steps []nftPortStep, prev *nftState, full bool) {
 					st.sum, w.buf = g.portSum(st.p, w.buf)
 				}
 				at := len(ops)
-				st.rec = w.port(st.p, st.old, st.plan, &ops, &st.slotText)
+				st.rec, recs = &recs[0], recs[1:]
+				w.port(st.p, st.old, st.plan, &ops, st.rec, &st.slotText)
 				st.ops = ops[at:len(ops):len(ops)]
 			}
 		}
