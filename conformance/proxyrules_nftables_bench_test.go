@@ -10,30 +10,46 @@ import (
 )
 
 // BenchmarkNFTablesFullSync: a full sync from Services and EndpointSlices
-// to the text nft reads, generation only (no nft): nodekit (NewModel, Sync
-// and Script) against kube-proxy's nftables syncProxyRules (change
-// tracking and the knftables transaction, recorded by a Fake that does not
-// apply it) and the transaction's text, which knftables writes to nft.
+// to the text nft reads, generation only (no nft): nodekit against
+// kube-proxy's nftables syncProxyRules (change tracking and the knftables
+// transaction, recorded by a Fake that does not apply it) and the
+// transaction's text, which knftables writes to nft. Upstream's proxier is
+// fed its informer events outside the timing (OnServiceAdd reads each
+// Service, OnEndpointSliceAdd each slice, into its change trackers), so
+// nodekit is timed both ways: from a Tracker fed the same events outside
+// the timing (input=tracker: Model, Sync and Script, what upstream's sync
+// does), and from the objects themselves (input=objects: NewModel, Sync
+// and Script, the event handlers' work included).
 func BenchmarkNFTablesFullSync(b *testing.B) {
 	ns := testenv.NetNSes(b, "kubeproxy")[0]
 	for _, n := range []int{1000, 10000} {
 		set := benchCluster(n)
 		for _, layout := range []proxyrules.NFTablesLayout{proxyrules.NFTablesEndpointMaps, proxyrules.NFTablesKubeProxy} {
-			b.Run(fmt.Sprintf("impl=nodekit/layout=%s/services=%d/endpoints=10", layout, n), func(b *testing.B) {
-				b.ReportAllocs()
-				var ops, size int
-				for b.Loop() {
-					// A proxy's first sync, into a new table (as upstream's
-					// is): NFTablesApplier finds no table and says so.
-					g := proxyrules.NFTables{Layout: layout}
-					g.Adopt(nil, nil)
-					m, _ := proxyrules.NewModel(set.cfg, set.services, set.slices)
-					s := g.Sync(m, true)
-					ops, size = s.NumOperations(), len(s.Script())
-				}
-				b.ReportMetric(float64(ops), "ops")
-				b.ReportMetric(float64(size), "script-bytes")
-			})
+			for _, input := range []string{"tracker", "objects"} {
+				b.Run(fmt.Sprintf("impl=nodekit/layout=%s/input=%s/services=%d/endpoints=10", layout, input, n), func(b *testing.B) {
+					b.ReportAllocs()
+					var ops, size int
+					for b.Loop() {
+						var m *proxyrules.Model
+						if input == "tracker" {
+							b.StopTimer()
+							tr := trackerFor(b, set)
+							b.StartTimer()
+							m, _ = tr.Model()
+						} else {
+							m, _ = proxyrules.NewModel(set.cfg, set.services, set.slices)
+						}
+						// A proxy's first sync, into a new table (as upstream's
+						// is): NFTablesApplier finds no table and says so.
+						g := proxyrules.NFTables{Layout: layout}
+						g.Adopt(nil, nil)
+						s := g.Sync(m, true)
+						ops, size = s.NumOperations(), len(s.Script())
+					}
+					b.ReportMetric(float64(ops), "ops")
+					b.ReportMetric(float64(size), "script-bytes")
+				})
+			}
 		}
 		b.Run(fmt.Sprintf("impl=upstream/services=%d/endpoints=10", n), func(b *testing.B) {
 			b.ReportAllocs()

@@ -55,8 +55,9 @@ func (e *Endpoint) String() string {
 
 // portEndpoints are the endpoints of one ServicePort.
 type portEndpoints struct {
-	name ServicePortName
-	eps  []*Endpoint
+	name   ServicePortName
+	eps    []*Endpoint
+	merged bool // from several slices (endpointsByPort)
 }
 
 // endpointsOf is the endpoints of a Service by port; a Service has few
@@ -82,56 +83,98 @@ func (e *Endpoint) ip() string {
 	return s
 }
 
-// endpointsByPort collects the endpoints of every port of one Service from
-// its EndpointSlices of one family, deduplicated by ip:port (a ready
-// endpoint wins over a terminating one with the same address) and sorted by
-// that string, as kube-proxy's EndpointSliceCache does. Slices are read in
-// name order so that the outcome does not depend on input order.
-func endpointsByPort(endpointSlices []*discoveryv1.EndpointSlice, family corev1.IPFamily, nodeName string) (endpointsOf, []error) {
+// sliceEndpoints is what one EndpointSlice holds for a family and node:
+// its endpoints by port, each port's sorted by endpoint string and
+// deduplicated (dedupEndpoints), and the problems found reading it. A Tracker keeps it from the
+// moment the slice arrives, as kube-proxy's EndpointSliceCache keeps its
+// endpointSliceInfo; endpointsByPort merges the slices of a Service.
+type sliceEndpoints struct {
+	name  string
+	ports endpointsOf
+	errs  []error
+}
+
+// readSlice reads es for family and nodeName; a slice of the other
+// family holds nothing.
+func readSlice(es *discoveryv1.EndpointSlice, family corev1.IPFamily, nodeName string) *sliceEndpoints {
+	se := &sliceEndpoints{name: es.Name}
 	wantType := discoveryv1.AddressTypeIPv4
 	if family == corev1.IPv6Protocol {
 		wantType = discoveryv1.AddressTypeIPv6
 	}
-	ordered := endpointSlices
-	if !slices.IsSortedFunc(ordered, compareSliceNames) {
-		ordered = slices.Clone(endpointSlices)
-		slices.SortFunc(ordered, compareSliceNames)
+	if es.AddressType != wantType {
+		return se
 	}
-
-	var errs []error
-	var byPort endpointsOf
-	for _, es := range ordered {
-		if es.AddressType != wantType {
+	svcName := es.Labels[discoveryv1.LabelServiceName]
+	for _, port := range es.Ports {
+		if port.Name == nil {
+			se.errs = append(se.errs, fmt.Errorf("endpointslice %s/%s: port with nil name ignored", es.Namespace, es.Name))
 			continue
 		}
-		svcName := es.Labels[discoveryv1.LabelServiceName]
-		for _, port := range es.Ports {
-			if port.Name == nil {
-				errs = append(errs, fmt.Errorf("endpointslice %s/%s: port with nil name ignored", es.Namespace, es.Name))
-				continue
-			}
-			if port.Port == nil || *port.Port <= 0 || *port.Port > 65535 {
-				errs = append(errs, fmt.Errorf("endpointslice %s/%s: port %q has no valid number; ignored", es.Namespace, es.Name, *port.Name))
-				continue
-			}
-			proto := corev1.ProtocolTCP
-			if port.Protocol != nil {
-				proto = *port.Protocol
-			}
-			name := ServicePortName{Namespace: es.Namespace, Name: svcName, Port: *port.Name, Protocol: proto}
-			i := slices.IndexFunc(byPort, func(p portEndpoints) bool { return p.name == name })
+		if port.Port == nil || *port.Port <= 0 || *port.Port > 65535 {
+			se.errs = append(se.errs, fmt.Errorf("endpointslice %s/%s: port %q has no valid number; ignored", es.Namespace, es.Name, *port.Name))
+			continue
+		}
+		proto := corev1.ProtocolTCP
+		if port.Protocol != nil {
+			proto = *port.Protocol
+		}
+		name := ServicePortName{Namespace: es.Namespace, Name: svcName, Port: *port.Name, Protocol: proto}
+		i := slices.IndexFunc(se.ports, func(p portEndpoints) bool { return p.name == name })
+		if i < 0 {
+			i = len(se.ports)
+			se.ports = append(se.ports, portEndpoints{name: name})
+		}
+		se.ports[i].eps, se.errs = appendEndpoints(se.ports[i].eps, se.errs, es, uint16(*port.Port), nodeName)
+	}
+	for i := range se.ports {
+		sortEndpoints(se.ports[i].eps)
+		se.ports[i].eps = dedupEndpoints(se.ports[i].eps)
+	}
+	return se
+}
+
+// endpointsByPort collects the endpoints of every port of one Service from
+// its EndpointSlices (read by readSlice), deduplicated by ip:port (a ready
+// endpoint wins over a terminating one with the same address) and sorted by
+// that string, as kube-proxy's EndpointSliceCache does, with the slices'
+// problems. Slices are taken in name order so that the outcome does not
+// depend on input order. The slices are left as they are: a port's
+// endpoints may be the list of its one slice.
+func endpointsByPort(read []*sliceEndpoints) (endpointsOf, []error) {
+	if !slices.IsSortedFunc(read, compareReadSlices) {
+		read = slices.Clone(read)
+		slices.SortFunc(read, compareReadSlices)
+	}
+	var errs []error
+	var byPort endpointsOf
+	for _, se := range read {
+		errs = append(errs, se.errs...)
+		for _, p := range se.ports {
+			i := slices.IndexFunc(byPort, func(q portEndpoints) bool { return q.name == p.name })
 			if i < 0 {
-				i = len(byPort)
-				byPort = append(byPort, portEndpoints{name: name})
+				byPort = append(byPort, p)
+				continue
 			}
-			byPort[i].eps, errs = appendEndpoints(byPort[i].eps, errs, es, uint16(*port.Port), nodeName)
+			// A port in several slices: the lists in slice order, sorted
+			// again (stably, so each slice's order among equals stays).
+			byPort[i].eps = append(slices.Clip(byPort[i].eps), p.eps...)
+			sortEndpoints(byPort[i].eps)
+			byPort[i].merged = true
 		}
 	}
+	// Deduplicating each slice's list and then the merged one keeps what
+	// deduplicating all at once would: the last of a run of one address
+	// that is not terminating, else its first.
 	for i := range byPort {
-		byPort[i].eps = dedupEndpoints(byPort[i].eps)
+		if byPort[i].merged {
+			byPort[i].eps = dedupEndpoints(byPort[i].eps)
+		}
 	}
 	return byPort, errs
 }
+
+func compareReadSlices(a, b *sliceEndpoints) int { return cmp.Compare(a.name, b.name) }
 
 func compareSliceNames(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) }
 
@@ -165,14 +208,24 @@ func appendEndpoints(eps []*Endpoint, errs []error, es *discoveryv1.EndpointSlic
 	return eps, errs
 }
 
-// dedupEndpoints sorts by kube-proxy's endpoint string and keeps one
-// endpoint per address as its EndpointSliceCache does: of several seen in
-// turn, a later one replaces the kept one unless it is terminating.
+// dedupEndpoints keeps one endpoint per address of eps, sorted by
+// kube-proxy's endpoint string, as its EndpointSliceCache does: of several
+// seen in turn, a later one replaces the kept one unless it is
+// terminating. eps is left as it is: without duplicates it is the result.
 func dedupEndpoints(eps []*Endpoint) []*Endpoint {
-	sortEndpoints(eps)
-	out := eps[:0]
-	for _, e := range eps {
-		if n := len(out); n > 0 && out[n-1].Addr == e.Addr {
+	for i := 1; i < len(eps); i++ {
+		if eps[i].Addr == eps[i-1].Addr {
+			return dedupFrom(eps, i)
+		}
+	}
+	return eps
+}
+
+// dedupFrom is dedupEndpoints of eps whose first duplicate is eps[i].
+func dedupFrom(eps []*Endpoint, i int) []*Endpoint {
+	out := slices.Clone(eps[:i])
+	for _, e := range eps[i:] {
+		if n := len(out); out[n-1].Addr == e.Addr {
 			if !e.Terminating {
 				out[n-1] = e
 			}

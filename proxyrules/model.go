@@ -47,9 +47,15 @@ func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discover
 	built := make([]trackedService, len(services))
 	// Services are independent: build them on every core there is.
 	inParallel(len(services), parallelWorkers(len(services)), func(_, from, to int) {
+		var read []*sliceEndpoints
 		for i := from; i < to; i++ {
 			if svc := services[i]; svc != nil {
-				built[i].ports, built[i].err = buildService(&cfg, svc, bySvc[serviceKey{svc.Namespace, svc.Name}])
+				read = read[:0]
+				for _, es := range bySvc[serviceKey{svc.Namespace, svc.Name}] {
+					read = append(read, readSlice(es, cfg.Family, cfg.NodeName))
+				}
+				sps, err := servicePorts(svc, cfg.Family)
+				built[i].ports, built[i].err = buildService(&cfg, sps, err, read)
 			}
 		}
 	})
@@ -114,19 +120,19 @@ func sliceService(es *discoveryv1.EndpointSlice) serviceKey {
 	return serviceKey{es.Namespace, es.Labels[discoveryv1.LabelServiceName]}
 }
 
-// buildService is the model of one Service: its ports for cfg's family, in
-// name order, each with its endpoints from the Service's slices,
-// categorized for the node.
-func buildService(cfg *Config, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) ([]*PortState, error) {
+// buildService is the model of one Service: its ports for cfg's family
+// (servicePorts', which found err), in name order, each with its
+// endpoints from the Service's slices (readSlice's), categorized for the
+// node.
+func buildService(cfg *Config, sps []*ServicePort, err error, read []*sliceEndpoints) ([]*PortState, error) {
 	var errs []error
-	sps, err := servicePorts(svc, cfg.Family)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("proxyrules: %w", err))
 	}
 	if len(sps) == 0 {
 		return nil, errors.Join(errs...)
 	}
-	eps, epErrs := endpointsByPort(endpointSlices, cfg.Family, cfg.NodeName)
+	eps, epErrs := endpointsByPort(read)
 	for _, err := range epErrs {
 		errs = append(errs, fmt.Errorf("proxyrules: %w", err))
 	}

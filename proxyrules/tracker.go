@@ -12,26 +12,29 @@ import (
 // Tracker holds the Services and EndpointSlices a proxy has seen, as
 // kube-proxy's change trackers do, and builds Models incrementally: only
 // the Services whose object or slices changed since the last Model are
-// built again. The others keep their PortStates, the same pointers, so a
+// built again. Like kube-proxy's trackers it reads each object when it
+// arrives (a Service's ports, a slice's endpoints), so that a sync only
+// puts together what changed. The others keep their PortStates, the same pointers, so a
 // backend can tell at a glance that nothing about them changed and reuse
 // what it generated for them (IPTables does). Feed it from informer event
 // handlers; it is not safe for concurrent use.
 type Tracker struct {
 	cfg      Config
 	services map[serviceKey]*trackedService
-	slices   map[serviceKey]map[string]*discoveryv1.EndpointSlice
+	slices   map[serviceKey]map[string]*sliceEndpoints
 	owner    map[serviceKey]serviceKey // slice (namespace, name) -> its Service
 	dirty    map[serviceKey]bool
 	order    []*trackedService // the Services, sorted
 	nPorts   int               // ports in the last Model
 }
 
-// trackedService is a Service and what was last built from it.
+// trackedService is a Service, read, and what was last built from it.
 type trackedService struct {
-	key   serviceKey
-	svc   *corev1.Service
-	ports []*PortState
-	err   error
+	key    serviceKey
+	sps    []*ServicePort
+	spsErr error
+	ports  []*PortState
+	err    error
 }
 
 // NewTracker returns an empty Tracker for cfg.
@@ -42,7 +45,7 @@ func NewTracker(cfg Config) (*Tracker, error) {
 	return &Tracker{
 		cfg:      cfg,
 		services: map[serviceKey]*trackedService{},
-		slices:   map[serviceKey]map[string]*discoveryv1.EndpointSlice{},
+		slices:   map[serviceKey]map[string]*sliceEndpoints{},
 		owner:    map[serviceKey]serviceKey{},
 		dirty:    map[serviceKey]bool{},
 	}, nil
@@ -58,7 +61,7 @@ func (t *Tracker) SetService(svc *corev1.Service) {
 		i, _ := slices.BinarySearchFunc(t.order, k, compareTracked)
 		t.order = slices.Insert(t.order, i, ts)
 	}
-	ts.svc = svc
+	ts.sps, ts.spsErr = servicePorts(svc, t.cfg.Family)
 	t.dirty[k] = true
 }
 
@@ -81,9 +84,9 @@ func (t *Tracker) SetEndpointSlice(es *discoveryv1.EndpointSlice) {
 	t.DeleteEndpointSlice(es.Namespace, es.Name)
 	k := sliceService(es)
 	if t.slices[k] == nil {
-		t.slices[k] = map[string]*discoveryv1.EndpointSlice{}
+		t.slices[k] = map[string]*sliceEndpoints{}
 	}
-	t.slices[k][es.Name] = es
+	t.slices[k][es.Name] = readSlice(es, t.cfg.Family, t.cfg.NodeName)
 	t.owner[serviceKey{es.Namespace, es.Name}] = k
 	t.dirty[k] = true
 }
@@ -106,17 +109,23 @@ func (t *Tracker) DeleteEndpointSlice(namespace, name string) {
 // Model builds the Services that changed and returns the whole model, with
 // the errors of every Service's input (as NewModel reports them).
 func (t *Tracker) Model() (*Model, error) {
+	todo := make([]*trackedService, 0, len(t.dirty))
 	for k := range t.dirty {
-		ts, ok := t.services[k]
-		if !ok {
-			continue // slices of a Service not seen (yet)
+		if ts, ok := t.services[k]; ok { // (else slices of a Service not seen yet)
+			todo = append(todo, ts)
 		}
-		var list []*discoveryv1.EndpointSlice
-		for _, es := range t.slices[k] {
-			list = append(list, es)
-		}
-		ts.ports, ts.err = buildService(&t.cfg, ts.svc, list)
 	}
+	// Services are independent: build them on every core there is.
+	inParallel(len(todo), parallelWorkers(len(todo)), func(_, from, to int) {
+		var read []*sliceEndpoints
+		for _, ts := range todo[from:to] {
+			read = read[:0]
+			for _, se := range t.slices[ts.key] {
+				read = append(read, se)
+			}
+			ts.ports, ts.err = buildService(&t.cfg, ts.sps, ts.spsErr, read)
+		}
+	})
 	clear(t.dirty)
 	m := &Model{Config: t.cfg, Ports: make([]*PortState, 0, t.nPorts)}
 	var errs []error
