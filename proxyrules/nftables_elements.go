@@ -51,16 +51,49 @@ type nftRecChange struct {
 }
 
 // containerOps applies changes, in port order, to the sync's view of
-// container c and returns the operations that bring the kernel's container
-// in line: deletions, then additions. Containers are independent: a sync
-// works on them in parallel.
-func (s *NFTablesSync) containerOps(c uint8, prev *nftState, changes []nftRecChange) (dels, adds nftOps) {
+// container c and returns what brings the kernel's container in line: the
+// keys to delete, then the elements to add. Containers are independent: a
+// sync works on them in parallel.
+func (s *NFTablesSync) containerOps(c uint8, prev *nftState, changes []nftRecChange) (dels []string, adds []*nftElem) {
+	if len(prev.elems[c]) == 0 {
+		return nil, s.firstElems(c, changes)
+	}
 	for _, ch := range changes {
 		if ch.old == nil || ch.cur == nil || !slices.Equal(ch.old.elems, ch.cur.elems) {
 			s.changeElems(c, prev, ch.name, ch.old, ch.cur)
 		}
 	}
 	return s.elementOps(c, prev)
+}
+
+// firstElems is containerOps for a container that holds nothing yet (as
+// in a first sync): no port had elements in it, so nothing is deleted, and
+// as changes come in port order a key's value is that of the first port
+// that wants it: each key is added when first seen.
+func (s *NFTablesSync) firstElems(c uint8, changes []nftRecChange) (adds []*nftElem) {
+	touched := s.touched[c]
+	for _, ch := range changes {
+		if ch.cur == nil {
+			continue
+		}
+		for i := range ch.cur.elems {
+			e := &ch.cur.elems[i]
+			if e.c != c {
+				continue
+			}
+			o, seen := touched[e.key]
+			if !seen {
+				touched[e.key] = s.newOwner(c, nftOwner{port: ch.name, value: e.value, comment: e.comment})
+				adds = append(adds, e)
+				continue
+			}
+			at, found := slices.BinarySearchFunc(o, ch.name, func(w nftOwner, p ServicePortName) int { return comparePortNames(w.port, p) })
+			if !found { // (a port wants an element once)
+				touched[e.key] = slices.Insert(o, at, nftOwner{port: ch.name, value: e.value, comment: e.comment})
+			}
+		}
+	}
+	return adds
 }
 
 // changeElems replaces port's elements of container c from old to cur
@@ -88,22 +121,12 @@ func (s *NFTablesSync) changeElems(c uint8, prev *nftState, port ServicePortName
 		if e.c != c {
 			continue
 		}
-		if len(committed) == 0 && old == nil {
-			// Nothing to clone (a first sync): one map access for a key
-			// no port wanted yet.
-			if _, seen := touched[e.key]; !seen {
-				s.touchedKeys[c] = append(s.touchedKeys[c], e.key)
-				touched[e.key] = s.newOwner(c, nftOwner{port: port, value: e.value, comment: e.comment})
-				continue
-			}
-		}
 		o := owners(e.key)
-		if slices.ContainsFunc(o, func(w nftOwner) bool { return w.port == port }) {
-			touched[e.key] = o
-			continue // a port wants an element once
+		i, found := slices.BinarySearchFunc(o, port, func(w nftOwner, p ServicePortName) int { return comparePortNames(w.port, p) })
+		if !found { // (a port wants an element once)
+			o = slices.Insert(o, i, nftOwner{port: port, value: e.value, comment: e.comment})
 		}
-		i, _ := slices.BinarySearchFunc(o, port, func(w nftOwner, p ServicePortName) int { return comparePortNames(w.port, p) })
-		touched[e.key] = slices.Insert(o, i, nftOwner{port: port, value: e.value, comment: e.comment})
+		touched[e.key] = o
 	}
 }
 
@@ -121,21 +144,18 @@ func (s *NFTablesSync) newOwner(c uint8, o nftOwner) []nftOwner {
 	return (*block)[n-1 : n : n]
 }
 
-// elementOps writes the changes of container c: deletions (so a changed
+// elementOps works out the changes of container c: deletions (so a changed
 // value is deleted and added again, as kube-proxy does) and additions, in
 // port order.
-func (s *NFTablesSync) elementOps(c uint8, prev *nftState) (dels, adds nftOps) {
+func (s *NFTablesSync) elementOps(c uint8, prev *nftState) (dels []string, adds []*nftElem) {
 	touched, committed := s.touched[c], prev.elems[c]
-	if len(committed) == 0 {
-		adds = make(nftOps, 0, len(s.touchedKeys[c]))
-	}
 	for _, k := range s.touchedKeys[c] {
 		old, cur := committed[k], touched[k]
 		if len(old) > 0 && (len(cur) == 0 || cur[0].value != old[0].value) {
-			dels.element(nftDelete, &nftElem{c: c, key: k})
+			dels = append(dels, k)
 		}
 		if len(cur) > 0 && (len(old) == 0 || old[0].value != cur[0].value) {
-			adds.element(nftAdd, &nftElem{c: c, key: k, value: cur[0].value, comment: cur[0].comment})
+			adds = append(adds, &nftElem{c: c, key: k, value: cur[0].value, comment: cur[0].comment})
 		}
 	}
 	return dels, adds

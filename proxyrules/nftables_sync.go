@@ -244,7 +244,8 @@ func (s *NFTablesSync) takeGone(m *Model, prev *nftState, seen int, incremental 
 // to the endpoint maps, and (a full sync) fills the next state's maps of
 // ports: independent of each other, in parallel.
 func (s *NFTablesSync) applyChanges(m *Model, prev, next *nftState, steps []nftPortStep, changes []nftRecChange, incremental bool) {
-	var dels, adds [len(nftContainers)]nftOps
+	var dels [len(nftContainers)][]string
+	var adds [len(nftContainers)][]*nftElem
 	tasks := []func(){
 		func() { s.slots = slotElems(changes) },
 	}
@@ -265,11 +266,20 @@ func (s *NFTablesSync) applyChanges(m *Model, prev, next *nftState, steps []nftP
 		workers = parallelWorkers(len(m.Ports))
 	}
 	runTasks(tasks, workers)
-	for _, ops := range dels {
-		s.ops = append(s.ops, ops...)
+	n := 0
+	for c := range nftContainers {
+		n += len(dels[c]) + len(adds[c])
 	}
-	for _, ops := range adds {
-		s.ops = append(s.ops, ops...)
+	s.ops = slices.Grow(s.ops, n)
+	for c, keys := range dels {
+		for _, k := range keys {
+			s.ops.element(nftDelete, &nftElem{c: uint8(c), key: k})
+		}
+	}
+	for _, elems := range adds {
+		for _, e := range elems {
+			s.ops.element(nftAdd, e)
+		}
 	}
 }
 
