@@ -69,7 +69,7 @@ type nftState struct {
 // nftPortRecord is what one ServicePort put in the table.
 type nftPortRecord struct {
 	port   *PortState
-	sum    uint64 // of the port's inputs: when equal, the output is too
+	sum    uint64 // portSum(port), 0 until a sync needs it
 	names  NFTablesChains
 	chains []string
 	// chainsBuf and elemsBuf hold chains and elems when they fit.

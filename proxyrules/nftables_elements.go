@@ -45,9 +45,9 @@ const (
 // nftRecChange is a port whose record a sync replaces (old or cur nil: the
 // port comes or goes).
 type nftRecChange struct {
-	name     ServicePortName
+	name     *ServicePortName
 	old, cur *nftPortRecord
-	slotText [2][]byte // the writer's, for cur (see endpointSlots)
+	slotText *[2][]byte // the writer's, for cur (see endpointSlots)
 }
 
 // containerOps applies changes, in port order, to the sync's view of
@@ -60,7 +60,7 @@ func (s *NFTablesSync) containerOps(c uint8, prev *nftState, changes []nftRecCha
 	}
 	for _, ch := range changes {
 		if ch.old == nil || ch.cur == nil || !slices.Equal(ch.old.elems, ch.cur.elems) {
-			s.changeElems(c, prev, ch.name, ch.old, ch.cur)
+			s.changeElems(c, prev, *ch.name, ch.old, ch.cur)
 		}
 	}
 	return s.elementOps(c, prev)
@@ -83,13 +83,13 @@ func (s *NFTablesSync) firstElems(c uint8, changes []nftRecChange) (adds []*nftE
 			}
 			o, seen := touched[e.key]
 			if !seen {
-				touched[e.key] = s.newOwner(c, nftOwner{port: ch.name, value: e.value, comment: e.comment})
+				touched[e.key] = s.newOwner(c, nftOwner{port: *ch.name, value: e.value, comment: e.comment})
 				adds = append(adds, e)
 				continue
 			}
-			at, found := slices.BinarySearchFunc(o, ch.name, func(w nftOwner, p ServicePortName) int { return comparePortNames(w.port, p) })
+			at, found := slices.BinarySearchFunc(o, ch.name, func(w nftOwner, p *ServicePortName) int { return comparePortNames(w.port, *p) })
 			if !found { // (a port wants an element once)
-				touched[e.key] = slices.Insert(o, at, nftOwner{port: ch.name, value: e.value, comment: e.comment})
+				touched[e.key] = slices.Insert(o, at, nftOwner{port: *ch.name, value: e.value, comment: e.comment})
 			}
 		}
 	}

@@ -331,7 +331,11 @@ func eachSlotElem(ch *nftRecChange, f func(nftSlotElem)) {
 			}
 		}
 		if !same && len(c.eps) > 0 {
-			f(nftSlotElem{m: c.mapIndex(), key: c.base, eps: c.eps, text: ch.slotText[i]})
+			var text []byte
+			if ch.slotText != nil {
+				text = ch.slotText[i]
+			}
+			f(nftSlotElem{m: c.mapIndex(), key: c.base, eps: c.eps, text: text})
 			continue
 		}
 		for k := range c.eps {

@@ -59,8 +59,10 @@ type nftPortStep struct {
 
 // portSteps returns a step for each port of m to look at (all of them, or
 // in an incremental sync those the Tracker did not hand over unchanged),
-// with its committed record and, for those, the sum of its inputs; and
-// how many ports of m prev has.
+// with its committed record and, for those, the sums of its inputs and of
+// the record's (taken here the first time a sync needs it, not when the
+// record is written: a proxy's first sync needs none); and how many ports
+// of m prev has.
 func (w *nftWriter) portSteps(m *Model, prev *nftState, incremental bool) (steps []nftPortStep, seen int) {
 	if incremental {
 		for _, p := range m.Ports {
@@ -84,9 +86,11 @@ func (w *nftWriter) portSteps(m *Model, prev *nftState, incremental bool) (steps
 		for i := from; i < to; i++ {
 			st := &steps[i]
 			if old := prev.ports[st.p.Name]; old != nil {
-				// (a new port's sum is taken as it is written)
 				st.old = old
 				st.sum, w.buf = g.portSum(st.p, w.buf)
+				if old.sum == 0 {
+					old.sum, w.buf = g.portSum(old.port, w.buf)
+				}
 			}
 		}
 	})
@@ -116,7 +120,6 @@ func (w *nftWriter) writeSteps(steps []nftPortStep, prev *nftState, full bool) {
 	if writes == 0 {
 		return
 	}
-	g := w.g
 	writers := w.forWorkers(parallelWorkers(len(steps)))
 	inParallel(len(steps), len(writers), func(k, from, to int) {
 		// The chunk's operations in one buffer, each port's a piece, and
@@ -133,9 +136,6 @@ func (w *nftWriter) writeSteps(steps []nftPortStep, prev *nftState, full bool) {
 		w := writers[k]
 		for i := from; i < to; i++ {
 			if st := &steps[i]; st.write {
-				if st.old == nil {
-					st.sum, w.buf = g.portSum(st.p, w.buf)
-				}
 				at := len(ops)
 				st.rec, recs = &recs[0], recs[1:]
 				w.port(st.p, st.old, st.plan, &ops, st.rec, &st.slotText)
@@ -178,7 +178,7 @@ func (s *NFTablesSync) takeSteps(steps []nftPortStep, prev *nftState, incrementa
 				s.ports = append(s.ports, changedChains(old.ops, rec.ops))
 			}
 			s.Written = append(s.Written, p.Name)
-			changes = append(changes, nftRecChange{p.Name, old, rec, st.slotText})
+			changes = append(changes, nftRecChange{&p.Name, old, rec, &st.slotText})
 			if old != nil {
 				stale.chains = appendMissing(stale.chains, old.chains, rec.chains)
 				stale.sets = appendMissing(stale.sets, old.sets, rec.sets)
@@ -233,7 +233,7 @@ func (s *NFTablesSync) takeGone(m *Model, prev *nftState, seen int, incremental 
 		if incremental {
 			s.portChanges = append(s.portChanges, nftPortChange{name: name, replaced: old.port})
 		}
-		changes = append(changes, nftRecChange{name: name, old: old})
+		changes = append(changes, nftRecChange{name: &old.port.Name, old: old})
 		stale.chains = append(stale.chains, old.chains...)
 		stale.sets = append(stale.sets, old.sets...)
 	}
