@@ -78,9 +78,6 @@ type nftPortRecord struct {
 	sets      []string // affinity sets
 	elems     []nftElem
 	slots     [2]nftSlots // endpoint-maps layout: Cluster and Local chains
-	// ops are the port's own operations, which a full sync repeats
-	// without writing them again when the port did not change.
-	ops nftOps
 }
 
 // NFTablesSync is one generated transaction. Load it (NFTablesApplier, or
@@ -98,11 +95,17 @@ type NFTablesSync struct {
 
 	family knftables.Family
 	// The operations, in order: ops[:portAt]; the ports', each port's
-	// own; ops[portAt:]; then the endpoint map elements, sorted.
-	ops    nftOps
-	portAt int
-	ports  []nftOps
-	slots  []nftSlotElem
+	// own; ops[portAt:]; then the endpoint map elements, sorted. Into a
+	// new table the ports' are written as text (blocks, of the records
+	// blockRecs, each chunk of ports' chains and their objects) and not
+	// kept; w writes them again when they are asked for.
+	ops       nftOps
+	portAt    int
+	ports     []nftOps
+	blocks    []nftBlock
+	blockRecs []*nftPortRecord
+	w         *nftWriter
+	slots     []nftSlotElem
 	// fresh: the table did not exist before this sync, so its chains
 	// need no flushing.
 	fresh bool
@@ -132,14 +135,29 @@ func (s *NFTablesSync) NumOperations() int {
 	for _, p := range s.ports {
 		n += len(p)
 	}
+	for i := range s.blocks {
+		n += s.blocks[i].ops
+	}
 	return n
+}
+
+// portOps returns the ports' own operations, each port's in a list.
+func (s *NFTablesSync) portOps() []nftOps {
+	if s.blocks == nil {
+		return s.ports
+	}
+	ports := make([]nftOps, len(s.blockRecs))
+	for i, rec := range s.blockRecs {
+		s.w.rewrite(rec, &ports[i])
+	}
+	return ports
 }
 
 // operations returns the sync's operations as one list.
 func (s *NFTablesSync) operations() nftOps {
 	ops := make(nftOps, 0, s.NumOperations())
 	ops = append(ops, s.ops[:s.portAt]...)
-	for _, p := range s.ports {
+	for _, p := range s.portOps() {
 		ops = append(ops, p...)
 	}
 	ops = append(ops, s.ops[s.portAt:]...)
@@ -240,8 +258,13 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g, fresh: g.committed == nil && g.tableAbsent}
 	if full {
 		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, w.layout)))
-		s.ports = make([]nftOps, 0, len(m.Ports))
 		s.Written = make([]ServicePortName, 0, len(m.Ports))
+		if s.fresh {
+			s.blocks, s.w = []nftBlock{}, w
+			s.blockRecs = make([]*nftPortRecord, 0, len(m.Ports))
+		} else {
+			s.ports = make([]nftOps, 0, len(m.Ports))
+		}
 	}
 	next := &nftState{config: cfgSum, stale: map[string]time.Time{}}
 	if prev == nil {
@@ -283,7 +306,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		next.byPort = make(map[*PortState]*nftPortRecord, len(m.Ports))
 	}
 	steps, seen := w.portSteps(m, prev, incremental)
-	w.writeSteps(steps, prev, full)
+	s.writeSteps(w, steps, prev)
 	var stale nftStale
 	changes := s.takeSteps(steps, prev, incremental, &stale)
 	changes = s.takeGone(m, prev, seen, incremental, changes, &stale)

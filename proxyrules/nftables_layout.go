@@ -211,12 +211,8 @@ type nftSlotPlan struct {
 // go, allocating the keys of those that need new ones. Syncs plan ports
 // in order, so keys do not depend on the order ports are written in.
 func (w *nftWriter) planSlots(p *PortState, old *nftPortRecord) (plan [2]nftSlotPlan) {
-	proto := slices.Index(nftSlotProtocols[:], protocolWord(p.Name.Protocol))
-	if w.layout != NFTablesEndpointMaps || p.ClientIPAffinity || proto < 0 {
-		return plan
-	}
-	pol := policyOf(p)
-	for i, use := range [2]bool{pol.UsesClusterChain, pol.UsesLocalChain} {
+	used, proto := w.slotsUsed(p)
+	for i, use := range used {
 		if !use {
 			continue
 		}
@@ -234,6 +230,18 @@ func (w *nftWriter) planSlots(p *PortState, old *nftPortRecord) (plan [2]nftSlot
 		plan[i].slots = s
 	}
 	return plan
+}
+
+// slotsUsed says which of a port's Cluster and Local chains keep their
+// endpoints in an endpoint map, and the index of its protocol in
+// nftSlotProtocols.
+func (w *nftWriter) slotsUsed(p *PortState) (used [2]bool, proto int) {
+	proto = slices.Index(nftSlotProtocols[:], protocolWord(p.Name.Protocol))
+	if w.layout != NFTablesEndpointMaps || p.ClientIPAffinity || proto < 0 {
+		return used, proto
+	}
+	pol := policyOf(p)
+	return [2]bool{pol.UsesClusterChain, pol.UsesLocalChain}, proto
 }
 
 // endpointSlots writes a chain's endpoints in the endpoint-maps layout,
@@ -484,6 +492,9 @@ var nftEndpointMapNames = func() []string {
 // in use stay contiguous from the base. Endpoints are the same when their
 // addresses are; the slots hold eps' (old's may be of an older model).
 func refillSlots(old, eps []*Endpoint) []*Endpoint {
+	if slices.EqualFunc(old, eps, func(a, b *Endpoint) bool { return a.Addr == b.Addr }) {
+		return eps
+	}
 	want := make(map[netip.AddrPort]*Endpoint, len(eps))
 	for _, ep := range eps {
 		want[ep.Addr] = ep

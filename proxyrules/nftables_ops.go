@@ -185,12 +185,13 @@ func (o nftOps) size() int {
 // script writes the sync as nft commands (see nftOps.script).
 func (s *NFTablesSync) script(batch bool) []byte {
 	size := 64 + s.ops.size() + slotScriptSize(s.slots)
-	for _, p := range s.ports {
+	ports := s.portOps()
+	for _, p := range ports {
 		size += p.size()
 	}
 	b := make([]byte, 0, size)
 	b = s.ops[:s.portAt].appendScript(b, s.family, batch)
-	for _, p := range s.ports {
+	for _, p := range ports {
 		b = p.appendScript(b, s.family, batch)
 	}
 	b = s.ops[s.portAt:].appendScript(b, s.family, batch)
@@ -272,32 +273,54 @@ func appendElement(b []byte, op *nftOp) []byte {
 // chains and their rules as one `table { chain { rules } }` block (a new
 // chain needs no flush), after the ports' sets, which rules refer to.
 func (s *NFTablesSync) blockScript(batch bool) []byte {
+	blocks := s.blocks
+	if blocks == nil {
+		// written as operations: the same text, from them
+		var w nftWriter
+		block := nftBlock{text: []byte{}}
+		for _, p := range s.ports {
+			block.add(&w, s.family, p)
+		}
+		blocks = []nftBlock{block}
+	}
 	before, after := s.ops[:s.portAt], s.ops[s.portAt:]
 	size := 64 + before.size() + after.size() + slotScriptSize(s.slots)
-	for _, p := range s.ports {
-		for i := range p {
-			size += len(p[i].text) + len(p[i].comment) + 16
-		}
+	for i := range blocks {
+		size += len(blocks[i].objects) + len(blocks[i].text)
 	}
 	b := make([]byte, 0, size)
 	b = before.appendScript(b, s.family, batch)
-	for _, p := range s.ports {
-		for i := range p {
-			if p[i].kind == nftObject {
-				b = p[i:i+1].appendScript(b, s.family, batch)
-			}
-		}
+	for i := range blocks {
+		b = append(b, blocks[i].objects...)
 	}
 	b = append(b, "table "...)
 	b = append(b, s.family...)
 	b = append(b, " "+NFTablesTable+" {\n"...)
-	var scratch portBlock
-	for _, p := range s.ports {
-		b = scratch.appendChains(b, p)
+	for i := range blocks {
+		b = append(b, blocks[i].text...)
 	}
 	b = append(b, "}\n"...)
 	b = after.appendScript(b, s.family, batch)
 	return appendSlotScript(b, s.family, s.slots)
+}
+
+// nftBlock is the text of some ports' operations in a table block: their
+// objects' commands, which go before the block, and their chains, with
+// how many operations that is.
+type nftBlock struct {
+	objects, text []byte
+	ops           int
+}
+
+// add writes a port's operations p to the block, with w's scratch space.
+func (b *nftBlock) add(w *nftWriter, family knftables.Family, p nftOps) {
+	for i := range p {
+		if p[i].kind == nftObject {
+			b.objects = p[i:i+1].appendScript(b.objects, family, false)
+		}
+	}
+	b.text = w.block.appendChains(b.text, p)
+	b.ops += len(p)
 }
 
 // portBlock writes a port's chains in a table block, with scratch space

@@ -21,8 +21,9 @@ type nftWriter struct {
 	notLocal string // the local-traffic detector, negated ("" without a cluster CIDR)
 	local    string
 	buf      []byte
-	ends     []int  // endpointSlots' scratch
-	arena    []byte // endpointSlots' texts, carved from blocks
+	arena    []byte    // endpointSlots' texts, carved from blocks
+	scratch  nftOps    // a port's operations, written as text (nftBlock)
+	block    portBlock // nftBlock's
 	layout   NFTablesLayout
 	// next is the state the sync builds; resetSlots: the endpoint-maps
 	// layout allocates every chain's keys afresh.
@@ -50,7 +51,7 @@ func (w *nftWriter) forWorkers(workers int) []*nftWriter {
 	writers := []*nftWriter{w}
 	for range workers - 1 {
 		c := *w
-		c.buf, c.ends, c.arena = nil, nil, nil
+		c.buf, c.arena, c.scratch, c.block = nil, nil, nil, portBlock{}
 		writers = append(writers, &c)
 	}
 	return writers
@@ -260,6 +261,21 @@ func (w *nftWriter) port(p *PortState, old *nftPortRecord, plan [2]nftSlotPlan, 
 			w.endpointDNATs(o, proto, names.Local, c.Local)
 		}
 	}
+}
+
+// rewrite writes the operations of a port's record again, as port wrote
+// them (its endpoints under the keys the record holds).
+func (w *nftWriter) rewrite(rec *nftPortRecord, o *nftOps) {
+	var plan [2]nftSlotPlan
+	used, _ := w.slotsUsed(rec.port)
+	for i := range plan {
+		if used[i] {
+			plan[i] = nftSlotPlan{use: true, keep: true, slots: rec.slots[i]}
+		}
+	}
+	var scratch nftPortRecord
+	var text [2][]byte
+	w.port(rec.port, rec, plan, o, &scratch, &text)
 }
 
 // endpointDNATs picks an endpoint at random and DNATs to it: kube-proxy's

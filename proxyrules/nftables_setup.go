@@ -44,6 +44,8 @@ var nftJumps = []struct{ to, from, match string }{
 // recreate also deletes and recreates the base chains, which kube-proxy
 // does once per run so that changed chain properties apply.
 func (w *nftWriter) setup(o *nftOps, recreate bool) {
+	at := len(*o)
+	defer func() { writeObjects((*o)[at:], knftables.Family(w.ip)) }()
 	ip, addr := w.ip, w.addrType
 	notLocalhost := "ip daddr != 127.0.0.0/8"
 	if ip == "ip6" {
@@ -150,5 +152,28 @@ func (w *nftWriter) setup(o *nftOps, recreate bool) {
 		o.rule(nftServices, "fib daddr type local "+notLocalhost+" meta l4proto . th dport vmap @"+nftServiceNodePorts, "")
 	} else {
 		o.rule(nftServices, ip+" daddr @"+nftNodePortIPs+" meta l4proto . th dport vmap @"+nftServiceNodePorts, "")
+	}
+}
+
+// writeObjects writes the commands of the objects among ops in advance,
+// through one knftables transaction (which writes a line per operation)
+// rather than one each.
+func writeObjects(ops nftOps, family knftables.Family) {
+	var objects nftOps
+	for i := range ops {
+		if ops[i].kind == nftObject && ops[i].text == "" {
+			objects = append(objects, ops[i])
+		}
+	}
+	tx := knftables.NewFake(family, NFTablesTable).NewTransaction()
+	objects.addTo(tx)
+	lines := strings.Split(strings.TrimSuffix(tx.String(), "\n"), "\n")
+	if len(lines) != len(objects) {
+		return // (not a line each: appendScript writes them one by one)
+	}
+	for i := range ops {
+		if ops[i].kind == nftObject && ops[i].text == "" {
+			ops[i].text, lines = lines[0], lines[1:]
+		}
 	}
 }

@@ -53,8 +53,12 @@ type nftPortStep struct {
 	repeat, write bool
 	plan          [2]nftSlotPlan
 	rec           *nftPortRecord // written
-	ops           nftOps         // written
-	slotText      [2][]byte      // written
+	// ops are what the sync takes of the port's operations (repeated, or
+	// written; of a partial sync's, those of the chains that change);
+	// sameChains: a partial sync's port whose chains stay as they are.
+	ops        nftOps
+	sameChains bool
+	slotText   [2][]byte // written
 }
 
 // portSteps returns a step for each port of m to look at (all of them, or
@@ -103,8 +107,13 @@ func (w *nftWriter) portSteps(m *Model, prev *nftState, incremental bool) (steps
 }
 
 // writeSteps decides, in port order, which ports a sync repeats and which
-// it writes, with where their endpoints go, then writes those in parallel.
-func (w *nftWriter) writeSteps(steps []nftPortStep, prev *nftState, full bool) {
+// it writes, with where their endpoints go, then writes those in parallel:
+// their records, and their operations or, into a new table (s.blocks),
+// the text of their chains. A committed record keeps no operations: they
+// are written again from it when a full sync repeats them or a partial
+// sync compares them.
+func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftState) {
+	full := s.Full
 	writes := 0
 	for i := range steps {
 		st := &steps[i]
@@ -117,8 +126,11 @@ func (w *nftWriter) writeSteps(steps []nftPortStep, prev *nftState, full bool) {
 			writes++
 		}
 	}
-	if writes == 0 {
+	if writes == 0 && !full {
 		return
+	}
+	if s.blocks != nil {
+		s.blocks = make([]nftBlock, (len(steps)+parallelChunk-1)/parallelChunk)
 	}
 	writers := w.forWorkers(parallelWorkers(len(steps)))
 	inParallel(len(steps), len(writers), func(k, from, to int) {
@@ -126,20 +138,50 @@ func (w *nftWriter) writeSteps(steps []nftPortStep, prev *nftState, full bool) {
 		// its records in another.
 		size, n := 0, 0
 		for _, st := range steps[from:to] {
-			if st.write {
+			if st.write || st.repeat {
 				size += estimatePortOps(st.p, w.layout)
+			}
+			if st.write {
 				n++
 			}
 		}
-		ops := make(nftOps, 0, size)
-		recs := make([]nftPortRecord, n)
 		w := writers[k]
+		var ops nftOps
+		var block *nftBlock
+		if s.blocks != nil {
+			block = &s.blocks[from/parallelChunk]
+			block.text = make([]byte, 0, 160*(to-from))
+		} else {
+			ops = make(nftOps, 0, size)
+		}
+		recs := make([]nftPortRecord, n)
 		for i := from; i < to; i++ {
-			if st := &steps[i]; st.write {
+			st := &steps[i]
+			switch {
+			case st.repeat:
+				at := len(ops)
+				w.rewrite(st.old, &ops)
+				st.ops = ops[at:len(ops):len(ops)]
+			case st.write && block != nil:
+				w.scratch = w.scratch[:0]
+				st.rec, recs = &recs[0], recs[1:]
+				w.port(st.p, st.old, st.plan, &w.scratch, st.rec, &st.slotText)
+				block.add(w, s.family, w.scratch)
+			case st.write:
 				at := len(ops)
 				st.rec, recs = &recs[0], recs[1:]
 				w.port(st.p, st.old, st.plan, &ops, st.rec, &st.slotText)
 				st.ops = ops[at:len(ops):len(ops)]
+				if !full && st.old != nil {
+					// A partial sync rewrites only the chains that change.
+					w.scratch = w.scratch[:0]
+					w.rewrite(st.old, &w.scratch)
+					if slices.Equal(w.scratch, st.ops) {
+						st.ops, st.sameChains = nil, true
+					} else {
+						st.ops = changedChains(w.scratch, st.ops)
+					}
+				}
 			}
 		}
 	})
@@ -162,20 +204,16 @@ func (s *NFTablesSync) takeSteps(steps []nftPortStep, prev *nftState, incrementa
 		p, old := st.p, st.old
 		rec := old
 		if st.repeat {
-			s.ports = append(s.ports, old.ops)
+			s.ports = append(s.ports, st.ops)
 			s.Written = append(s.Written, p.Name)
 		} else if st.write {
 			rec = st.rec
 			rec.sum = st.sum
-			rec.ops = st.ops
 			switch {
-			case s.Full || old == nil:
-				s.ports = append(s.ports, rec.ops)
-			case slices.Equal(old.ops, rec.ops):
-				// Only elements changed: the chains stay as they are.
-				rec.ops = old.ops
-			default:
-				s.ports = append(s.ports, changedChains(old.ops, rec.ops))
+			case s.blocks != nil:
+				s.blockRecs = append(s.blockRecs, rec)
+			case !st.sameChains: // (else only elements changed)
+				s.ports = append(s.ports, st.ops)
 			}
 			s.Written = append(s.Written, p.Name)
 			changes = append(changes, nftRecChange{&p.Name, old, rec, &st.slotText})
