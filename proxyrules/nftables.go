@@ -95,7 +95,8 @@ type NFTablesSync struct {
 
 	family knftables.Family
 	// The operations, in order: ops[:portAt]; the ports', each port's
-	// own; ops[portAt:]; then the endpoint map elements, sorted. Into a
+	// own; the shared sets' and maps' elements; ops[portAt:]; then the
+	// endpoint map elements, sorted. Into a
 	// new table the ports' are written as text (blocks, of the records
 	// blockRecs, each chunk of ports' chains and their objects) and not
 	// kept; w writes them again when they are asked for.
@@ -105,6 +106,7 @@ type NFTablesSync struct {
 	blocks    []nftBlock
 	blockRecs []*nftPortRecord
 	w         *nftWriter
+	elems     nftElemChanges
 	slots     []nftSlotElem
 	// fresh: the table did not exist before this sync, so its chains
 	// need no flushing.
@@ -131,7 +133,7 @@ type nftPortChange struct {
 
 // NumOperations is the number of operations in the transaction.
 func (s *NFTablesSync) NumOperations() int {
-	n := len(s.ops) + numSlotElems(s.slots)
+	n := len(s.ops) + s.elems.len() + numSlotElems(s.slots)
 	for _, p := range s.ports {
 		n += len(p)
 	}
@@ -160,6 +162,7 @@ func (s *NFTablesSync) operations() nftOps {
 	for _, p := range s.portOps() {
 		ops = append(ops, p...)
 	}
+	ops = s.elems.appendOps(ops)
 	ops = append(ops, s.ops[s.portAt:]...)
 	return appendSlotOps(ops, s.slots)
 }
@@ -257,7 +260,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	w := newNFTWriter(g, m)
 	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g, fresh: g.committed == nil && g.tableAbsent}
 	if full {
-		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, w.layout)))
+		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, w.layout, g.committed == nil && !s.fresh)))
 		s.Written = make([]ServicePortName, 0, len(m.Ports))
 		if s.fresh {
 			s.blocks, s.w = []nftBlock{}, w
@@ -321,11 +324,15 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 }
 
 // estimateOps is about the number of operations of a full sync but the
-// ports' own, so that the first one is allocated once.
-func estimateOps(m *Model, layout NFTablesLayout) int {
-	n := 160 + 5*len(m.Ports)/2 // two or three shared elements per port
+// ports' own and the shared sets' and maps' elements, so that the first
+// one is allocated once.
+func estimateOps(m *Model, layout NFTablesLayout, flushMaps bool) int {
+	n := 160
 	if layout == NFTablesEndpointMaps {
-		n += 2 * len(nftSlotProtocols) * nftEndpointMaps
+		n += len(nftSlotProtocols) * nftEndpointMaps
+		if flushMaps {
+			n += len(nftSlotProtocols) * nftEndpointMaps
+		}
 	}
 	return n
 }

@@ -1,6 +1,10 @@
 package proxyrules
 
-import "slices"
+import (
+	"slices"
+
+	"sigs.k8s.io/knftables"
+)
 
 // The elements of the shared sets and maps (cluster-ips, service-ips, ...)
 // belong to no single ServicePort: two ports may want the same one. They
@@ -159,4 +163,100 @@ func (s *NFTablesSync) elementOps(c uint8, prev *nftState) (dels []string, adds 
 		}
 	}
 	return dels, adds
+}
+
+// nftElemChanges are a sync's changes to the shared sets and maps:
+// deletions (keys), then additions, container by container. A first sync
+// adds an element for nearly every key, kept here as the records' own.
+type nftElemChanges struct {
+	dels [len(nftContainers)][]string
+	adds [len(nftContainers)][]*nftElem
+}
+
+func (e *nftElemChanges) len() int {
+	n := 0
+	for c := range nftContainers {
+		n += len(e.dels[c]) + len(e.adds[c])
+	}
+	return n
+}
+
+// each calls f with each change as an operation, in order.
+func (e *nftElemChanges) each(f func(op *nftOp)) {
+	var op nftOps
+	for c, keys := range e.dels {
+		for _, k := range keys {
+			op = op[:0]
+			op.element(nftDelete, &nftElem{c: uint8(c), key: k})
+			f(&op[0])
+		}
+	}
+	for _, elems := range e.adds {
+		for _, el := range elems {
+			op = op[:0]
+			op.element(nftAdd, el)
+			f(&op[0])
+		}
+	}
+}
+
+func (e *nftElemChanges) appendOps(ops nftOps) nftOps {
+	ops = slices.Grow(ops, e.len())
+	e.each(func(op *nftOp) { ops = append(ops, *op) })
+	return ops
+}
+
+// appendScript writes the changes as nftOps.appendScript writes them as
+// operations: with batch, consecutive ones of a container as one command.
+func (e *nftElemChanges) appendScript(b []byte, family knftables.Family, batch bool) []byte {
+	var op nftOp
+	write := func(first bool) {
+		if first || !batch {
+			b = appendElementHead(b, family, &op)
+		} else {
+			b = append(b, ", "...)
+		}
+		b = appendElement(b, &op)
+		if !batch {
+			b = append(b, " }\n"...)
+		}
+	}
+	end := func(n int) {
+		if batch && n > 0 {
+			b = append(b, " }\n"...)
+		}
+	}
+	for c, keys := range e.dels {
+		op = nftOp{verb: nftDelete, name: nftContainers[c].name}
+		for i, k := range keys {
+			op.text = k
+			write(i == 0)
+		}
+		end(len(keys))
+	}
+	for c, elems := range e.adds {
+		op = nftOp{verb: nftAdd, name: nftContainers[c].name}
+		for i, el := range elems {
+			op.text, op.value, op.comment = el.key, el.value, el.comment
+			write(i == 0)
+		}
+		end(len(elems))
+	}
+	return b
+}
+
+// size is about the length of the changes' script.
+func (e *nftElemChanges) size() int {
+	n := 0
+	for c, keys := range e.dels {
+		for _, k := range keys {
+			n += len(nftContainers[c].name) + len(k) + 48
+		}
+	}
+	for c, elems := range e.adds {
+		for _, el := range elems {
+			n += len(nftContainers[c].name) + len(el.key) + len(el.value) + len(el.comment) + 48
+		}
+	}
+	return n
 }

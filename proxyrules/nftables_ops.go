@@ -184,7 +184,7 @@ func (o nftOps) size() int {
 
 // script writes the sync as nft commands (see nftOps.script).
 func (s *NFTablesSync) script(batch bool) []byte {
-	size := 64 + s.ops.size() + slotScriptSize(s.slots)
+	size := 64 + s.ops.size() + s.elems.size() + slotScriptSize(s.slots)
 	ports := s.portOps()
 	for _, p := range ports {
 		size += p.size()
@@ -194,6 +194,7 @@ func (s *NFTablesSync) script(batch bool) []byte {
 	for _, p := range ports {
 		b = p.appendScript(b, s.family, batch)
 	}
+	b = s.elems.appendScript(b, s.family, batch)
 	b = s.ops[s.portAt:].appendScript(b, s.family, batch)
 	return appendSlotScript(b, s.family, s.slots)
 }
@@ -228,11 +229,7 @@ func (o nftOps) appendScript(b []byte, family knftables.Family, batch bool) []by
 			b = appendRule(b, op)
 			b = append(b, '\n')
 		case nftSetElem, nftMapElem:
-			b = append(b, nftVerbs[op.verb]...)
-			b = append(b, " element"...)
-			b = append(b, prefix...)
-			b = append(b, op.name...)
-			b = append(b, " { "...)
+			b = appendElementHead(b, family, op)
 			b = appendElement(b, op)
 			for batch && i+1 < len(o) && o[i+1].kind == op.kind && o[i+1].verb == op.verb && o[i+1].name == op.name {
 				i++
@@ -243,6 +240,17 @@ func (o nftOps) appendScript(b []byte, family knftables.Family, batch bool) []by
 		}
 	}
 	return b
+}
+
+// appendElementHead starts an element command, "add element ip
+// kube-proxy NAME { ": its elements and " }" follow.
+func appendElementHead(b []byte, family knftables.Family, op *nftOp) []byte {
+	b = append(b, nftVerbs[op.verb]...)
+	b = append(b, " element "...)
+	b = append(b, family...)
+	b = append(b, " "+NFTablesTable+" "...)
+	b = append(b, op.name...)
+	return append(b, " { "...)
 }
 
 func appendRule(b []byte, op *nftOp) []byte {
@@ -284,7 +292,7 @@ func (s *NFTablesSync) blockScript(batch bool) []byte {
 		blocks = []nftBlock{block}
 	}
 	before, after := s.ops[:s.portAt], s.ops[s.portAt:]
-	size := 64 + before.size() + after.size() + slotScriptSize(s.slots)
+	size := 64 + before.size() + s.elems.size() + after.size() + slotScriptSize(s.slots)
 	for i := range blocks {
 		size += len(blocks[i].objects) + len(blocks[i].text)
 	}
@@ -300,6 +308,7 @@ func (s *NFTablesSync) blockScript(batch bool) []byte {
 		b = append(b, blocks[i].text...)
 	}
 	b = append(b, "}\n"...)
+	b = s.elems.appendScript(b, s.family, batch)
 	b = after.appendScript(b, s.family, batch)
 	return appendSlotScript(b, s.family, s.slots)
 }

@@ -150,7 +150,7 @@ func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftSt
 		var block *nftBlock
 		if s.blocks != nil {
 			block = &s.blocks[from/parallelChunk]
-			block.text = make([]byte, 0, 160*(to-from))
+			block.text = make([]byte, 0, 224*(to-from)) // (185 bytes a port, on average, in the benchmarks)
 		} else {
 			ops = make(nftOps, 0, size)
 		}
@@ -282,13 +282,11 @@ func (s *NFTablesSync) takeGone(m *Model, prev *nftState, seen int, incremental 
 // to the endpoint maps, and (a full sync) fills the next state's maps of
 // ports: independent of each other, in parallel.
 func (s *NFTablesSync) applyChanges(m *Model, prev, next *nftState, steps []nftPortStep, changes []nftRecChange, incremental bool) {
-	var dels [len(nftContainers)][]string
-	var adds [len(nftContainers)][]*nftElem
 	tasks := []func(){
 		func() { s.slots = slotElems(changes) },
 	}
 	for c := range nftContainers {
-		tasks = append(tasks, func() { dels[c], adds[c] = s.containerOps(uint8(c), prev, changes) })
+		tasks = append(tasks, func() { s.elems.dels[c], s.elems.adds[c] = s.containerOps(uint8(c), prev, changes) })
 	}
 	workers := parallelWorkers(len(changes))
 	if !incremental {
@@ -304,21 +302,6 @@ func (s *NFTablesSync) applyChanges(m *Model, prev, next *nftState, steps []nftP
 		workers = parallelWorkers(len(m.Ports))
 	}
 	runTasks(tasks, workers)
-	n := 0
-	for c := range nftContainers {
-		n += len(dels[c]) + len(adds[c])
-	}
-	s.ops = slices.Grow(s.ops, n)
-	for c, keys := range dels {
-		for _, k := range keys {
-			s.ops.element(nftDelete, &nftElem{c: uint8(c), key: k})
-		}
-	}
-	for _, elems := range adds {
-		for _, e := range elems {
-			s.ops.element(nftAdd, e)
-		}
-	}
 }
 
 // addAdopted adds to a full sync's stale chains and sets those an earlier
