@@ -68,7 +68,10 @@ type nftState struct {
 
 // nftPortRecord is what one ServicePort put in the table.
 type nftPortRecord struct {
-	port   *PortState
+	port *PortState
+	// name is port's name, one copy for the port's successive records,
+	// which its shared elements' owners point to.
+	name   *ServicePortName
 	sum    uint64 // portSum(port), 0 until a sync needs it
 	names  NFTablesChains
 	chains []string

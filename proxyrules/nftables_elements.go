@@ -12,7 +12,7 @@ import (
 // whose first owner's value changed.
 
 type nftOwner struct {
-	port           ServicePortName
+	port           *ServicePortName // its record's name
 	value, comment string
 }
 
@@ -64,7 +64,7 @@ func (s *NFTablesSync) containerOps(c uint8, prev *nftState, changes []nftRecCha
 	}
 	for _, ch := range changes {
 		if ch.old == nil || ch.cur == nil || !slices.Equal(ch.old.elems, ch.cur.elems) {
-			s.changeElems(c, prev, *ch.name, ch.old, ch.cur)
+			s.changeElems(c, prev, ch.name, ch.old, ch.cur)
 		}
 	}
 	return s.elementOps(c, prev)
@@ -87,13 +87,13 @@ func (s *NFTablesSync) firstElems(c uint8, changes []nftRecChange) (adds []*nftE
 			}
 			o, seen := touched[e.key]
 			if !seen {
-				touched[e.key] = s.newOwner(c, nftOwner{port: *ch.name, value: e.value, comment: e.comment})
+				touched[e.key] = s.newOwner(c, nftOwner{port: ch.name, value: e.value, comment: e.comment})
 				adds = append(adds, e)
 				continue
 			}
-			at, found := slices.BinarySearchFunc(o, ch.name, func(w nftOwner, p *ServicePortName) int { return comparePortNames(w.port, *p) })
+			at, found := slices.BinarySearchFunc(o, ch.name, compareOwner)
 			if !found { // (a port wants an element once)
-				touched[e.key] = slices.Insert(o, at, nftOwner{port: *ch.name, value: e.value, comment: e.comment})
+				touched[e.key] = slices.Insert(o, at, nftOwner{port: ch.name, value: e.value, comment: e.comment})
 			}
 		}
 	}
@@ -102,7 +102,7 @@ func (s *NFTablesSync) firstElems(c uint8, changes []nftRecChange) (adds []*nftE
 
 // changeElems replaces port's elements of container c from old to cur
 // (either may be nil) in the sync's view of the container.
-func (s *NFTablesSync) changeElems(c uint8, prev *nftState, port ServicePortName, old, cur *nftPortRecord) {
+func (s *NFTablesSync) changeElems(c uint8, prev *nftState, port *ServicePortName, old, cur *nftPortRecord) {
 	touched, committed := s.touched[c], prev.elems[c]
 	owners := func(key string) []nftOwner {
 		if o, ok := touched[key]; ok {
@@ -114,7 +114,7 @@ func (s *NFTablesSync) changeElems(c uint8, prev *nftState, port ServicePortName
 	if old != nil {
 		for _, e := range old.elems {
 			if e.c == c {
-				touched[e.key] = slices.DeleteFunc(owners(e.key), func(w nftOwner) bool { return w.port == port })
+				touched[e.key] = slices.DeleteFunc(owners(e.key), func(w nftOwner) bool { return *w.port == *port })
 			}
 		}
 	}
@@ -126,13 +126,16 @@ func (s *NFTablesSync) changeElems(c uint8, prev *nftState, port ServicePortName
 			continue
 		}
 		o := owners(e.key)
-		i, found := slices.BinarySearchFunc(o, port, func(w nftOwner, p ServicePortName) int { return comparePortNames(w.port, p) })
+		i, found := slices.BinarySearchFunc(o, port, compareOwner)
 		if !found { // (a port wants an element once)
 			o = slices.Insert(o, i, nftOwner{port: port, value: e.value, comment: e.comment})
 		}
 		touched[e.key] = o
 	}
 }
+
+// compareOwner orders owners by port name.
+func compareOwner(w nftOwner, port *ServicePortName) int { return comparePortNames(*w.port, *port) }
 
 // newOwner returns a one-owner list for container c, carved from a block
 // shared with the lists before it (a first sync makes one for nearly every

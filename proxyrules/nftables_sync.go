@@ -136,13 +136,16 @@ func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftSt
 	inParallel(len(steps), len(writers), func(k, from, to int) {
 		// The chunk's operations in one buffer, each port's a piece, and
 		// its records in another.
-		size, n := 0, 0
+		size, n, added := 0, 0, 0
 		for _, st := range steps[from:to] {
 			if st.write || st.repeat {
 				size += estimatePortOps(st.p, w.layout)
 			}
 			if st.write {
 				n++
+				if st.old == nil {
+					added++
+				}
 			}
 		}
 		w := writers[k]
@@ -155,6 +158,16 @@ func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftSt
 			ops = make(nftOps, 0, size)
 		}
 		recs := make([]nftPortRecord, n)
+		names := make([]ServicePortName, added)
+		record := func(st *nftPortStep) {
+			st.rec, recs = &recs[0], recs[1:]
+			if st.old != nil {
+				st.rec.name = st.old.name
+			} else {
+				names[0] = st.p.Name
+				st.rec.name, names = &names[0], names[1:]
+			}
+		}
 		for i := from; i < to; i++ {
 			st := &steps[i]
 			switch {
@@ -164,12 +177,12 @@ func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftSt
 				st.ops = ops[at:len(ops):len(ops)]
 			case st.write && block != nil:
 				w.scratch = w.scratch[:0]
-				st.rec, recs = &recs[0], recs[1:]
+				record(st)
 				w.port(st.p, st.old, st.plan, &w.scratch, st.rec, &st.slotText)
 				block.add(w, s.family, w.scratch)
 			case st.write:
 				at := len(ops)
-				st.rec, recs = &recs[0], recs[1:]
+				record(st)
 				w.port(st.p, st.old, st.plan, &ops, st.rec, &st.slotText)
 				st.ops = ops[at:len(ops):len(ops)]
 				if !full && st.old != nil {
@@ -216,7 +229,7 @@ func (s *NFTablesSync) takeSteps(steps []nftPortStep, prev *nftState, incrementa
 				s.ports = append(s.ports, st.ops)
 			}
 			s.Written = append(s.Written, p.Name)
-			changes = append(changes, nftRecChange{&p.Name, old, rec, &st.slotText})
+			changes = append(changes, nftRecChange{rec.name, old, rec, &st.slotText})
 			if old != nil {
 				stale.chains = appendMissing(stale.chains, old.chains, rec.chains)
 				stale.sets = appendMissing(stale.sets, old.sets, rec.sets)
@@ -271,7 +284,7 @@ func (s *NFTablesSync) takeGone(m *Model, prev *nftState, seen int, incremental 
 		if incremental {
 			s.portChanges = append(s.portChanges, nftPortChange{name: name, replaced: old.port})
 		}
-		changes = append(changes, nftRecChange{name: &old.port.Name, old: old})
+		changes = append(changes, nftRecChange{name: old.name, old: old})
 		stale.chains = append(stale.chains, old.chains...)
 		stale.sets = append(stale.sets, old.sets...)
 	}
