@@ -21,7 +21,7 @@ import (
 type Tracker struct {
 	cfg      Config
 	services map[serviceKey]*trackedService
-	slices   map[serviceKey]map[string]*sliceEndpoints
+	slices   map[serviceKey][]*sliceEndpoints // a Service's, by name
 	owner    map[serviceKey]serviceKey // slice (namespace, name) -> its Service
 	dirty    map[serviceKey]bool
 	order    []*trackedService // the Services, sorted
@@ -45,7 +45,7 @@ func NewTracker(cfg Config) (*Tracker, error) {
 	return &Tracker{
 		cfg:      cfg,
 		services: map[serviceKey]*trackedService{},
-		slices:   map[serviceKey]map[string]*sliceEndpoints{},
+		slices:   map[serviceKey][]*sliceEndpoints{},
 		owner:    map[serviceKey]serviceKey{},
 		dirty:    map[serviceKey]bool{},
 	}, nil
@@ -83,10 +83,9 @@ func (t *Tracker) DeleteService(namespace, name string) {
 func (t *Tracker) SetEndpointSlice(es *discoveryv1.EndpointSlice) {
 	t.DeleteEndpointSlice(es.Namespace, es.Name)
 	k := sliceService(es)
-	if t.slices[k] == nil {
-		t.slices[k] = map[string]*sliceEndpoints{}
-	}
-	t.slices[k][es.Name] = readSlice(es, t.cfg.Family, t.cfg.NodeName)
+	read := readSlice(es, t.cfg.Family, t.cfg.NodeName)
+	i, _ := slices.BinarySearchFunc(t.slices[k], read, compareReadSlices)
+	t.slices[k] = slices.Insert(t.slices[k], i, read)
 	t.owner[serviceKey{es.Namespace, es.Name}] = k
 	t.dirty[k] = true
 }
@@ -99,7 +98,7 @@ func (t *Tracker) DeleteEndpointSlice(namespace, name string) {
 		return
 	}
 	delete(t.owner, sk)
-	delete(t.slices[k], name)
+	t.slices[k] = slices.DeleteFunc(t.slices[k], func(se *sliceEndpoints) bool { return se.name == name })
 	if len(t.slices[k]) == 0 {
 		delete(t.slices, k)
 	}
@@ -117,13 +116,8 @@ func (t *Tracker) Model() (*Model, error) {
 	}
 	// Services are independent: build them on every core there is.
 	inParallel(len(todo), parallelWorkers(len(todo)), func(_, from, to int) {
-		var read []*sliceEndpoints
 		for _, ts := range todo[from:to] {
-			read = read[:0]
-			for _, se := range t.slices[ts.key] {
-				read = append(read, se)
-			}
-			ts.ports, ts.err = buildService(&t.cfg, ts.sps, ts.spsErr, read)
+			ts.ports, ts.err = buildService(&t.cfg, ts.sps, ts.spsErr, t.slices[ts.key])
 		}
 	})
 	clear(t.dirty)
