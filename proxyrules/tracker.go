@@ -22,7 +22,7 @@ type Tracker struct {
 	cfg      Config
 	services map[serviceKey]*trackedService
 	slices   map[serviceKey][]*sliceEndpoints // a Service's, by name
-	owner    map[serviceKey]serviceKey // slice (namespace, name) -> its Service
+	owner    map[serviceKey]serviceKey        // slice (namespace, name) -> its Service
 	dirty    map[serviceKey]bool
 	order    []*trackedService // the Services, sorted
 	nPorts   int               // ports in the last Model
