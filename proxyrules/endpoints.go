@@ -97,13 +97,20 @@ type sliceEndpoints struct {
 // readSlice reads es for family and nodeName; a slice of the other
 // family holds nothing.
 func readSlice(es *discoveryv1.EndpointSlice, family corev1.IPFamily, nodeName string) *sliceEndpoints {
-	se := &sliceEndpoints{name: es.Name}
+	se := &sliceEndpoints{}
+	se.read(es, family, nodeName)
+	return se
+}
+
+// read is readSlice into se, whose lists (but not endpoints) it reuses.
+func (se *sliceEndpoints) read(es *discoveryv1.EndpointSlice, family corev1.IPFamily, nodeName string) {
+	se.name, se.ports, se.errs = es.Name, se.ports[:0], se.errs[:0]
 	wantType := discoveryv1.AddressTypeIPv4
 	if family == corev1.IPv6Protocol {
 		wantType = discoveryv1.AddressTypeIPv6
 	}
 	if es.AddressType != wantType {
-		return se
+		return
 	}
 	svcName := es.Labels[discoveryv1.LabelServiceName]
 	for _, port := range es.Ports {
@@ -131,7 +138,6 @@ func readSlice(es *discoveryv1.EndpointSlice, family corev1.IPFamily, nodeName s
 		sortEndpoints(se.ports[i].eps)
 		se.ports[i].eps = dedupEndpoints(se.ports[i].eps)
 	}
-	return se
 }
 
 // endpointsByPort collects the endpoints of every port of one Service from

@@ -47,12 +47,20 @@ func NewModel(cfg Config, services []*corev1.Service, endpointSlices []*discover
 	built := make([]trackedService, len(services))
 	// Services are independent: build them on every core there is.
 	inParallel(len(services), parallelWorkers(len(services)), func(_, from, to int) {
+		// A Service's slices are read into scratch space kept from one
+		// Service to the next: only their endpoints stay, in the model.
+		var scratch []sliceEndpoints
 		var read []*sliceEndpoints
 		for i := from; i < to; i++ {
 			if svc := services[i]; svc != nil {
+				list := bySvc[serviceKey{svc.Namespace, svc.Name}]
+				if len(scratch) < len(list) {
+					scratch = make([]sliceEndpoints, len(list))
+				}
 				read = read[:0]
-				for _, es := range bySvc[serviceKey{svc.Namespace, svc.Name}] {
-					read = append(read, readSlice(es, cfg.Family, cfg.NodeName))
+				for j, es := range list {
+					scratch[j].read(es, cfg.Family, cfg.NodeName)
+					read = append(read, &scratch[j])
 				}
 				sps, err := servicePorts(svc, cfg.Family)
 				built[i].ports, built[i].err = buildService(&cfg, sps, err, read)
