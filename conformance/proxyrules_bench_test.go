@@ -64,23 +64,28 @@ func benchCluster(n int) serviceSet {
 }
 
 // BenchmarkIPTablesFullSync: a full sync from Services and EndpointSlices,
-// generation only (no iptables-restore), nodekit (NewModel + Sync) against
-// kube-proxy's syncProxyRules (change tracking + rule writing).
+// generation only (no iptables-restore), nodekit against kube-proxy's
+// syncProxyRules (change tracking + rule writing), whose proxier is fed its
+// informer events outside the timing; nodekit is timed from a Tracker fed
+// the same way (input=tracker: Model and Sync) and from the objects
+// (input=objects: NewModel and Sync), as in BenchmarkNFTablesFullSync.
 func BenchmarkIPTablesFullSync(b *testing.B) {
 	ns := testenv.NetNSes(b, "kubeproxy")[0]
 	for _, n := range []int{1000, 10000} {
 		set := benchCluster(n)
-		b.Run(fmt.Sprintf("impl=nodekit/services=%d/endpoints=10", n), func(b *testing.B) {
-			b.ReportAllocs()
-			var size int
-			for b.Loop() {
-				// A proxy's first sync: a new model and a new generator.
-				m, _ := proxyrules.NewModel(set.cfg, set.services, set.slices)
-				var g proxyrules.IPTables
-				size = len(g.Sync(m, true).Payload)
-			}
-			b.ReportMetric(float64(size), "payload-bytes")
-		})
+		for _, input := range []string{"tracker", "objects"} {
+			b.Run(fmt.Sprintf("impl=nodekit/input=%s/services=%d/endpoints=10", input, n), func(b *testing.B) {
+				b.ReportAllocs()
+				var size int
+				for b.Loop() {
+					// A proxy's first sync: a new model and a new generator.
+					m := benchModel(b, set, input)
+					var g proxyrules.IPTables
+					size = len(g.Sync(m, true).Payload)
+				}
+				b.ReportMetric(float64(size), "payload-bytes")
+			})
+		}
 		b.Run(fmt.Sprintf("impl=upstream/services=%d/endpoints=10", n), func(b *testing.B) {
 			b.ReportAllocs()
 			var size int
@@ -149,6 +154,21 @@ func BenchmarkIPTablesOneServiceChange(b *testing.B) {
 
 // trackerFor is a Tracker that has seen every object of set, as a running
 // proxy's would after its informers synced.
+// benchModel is the model of a proxy's first sync: from a Tracker fed
+// set's objects outside the timing (input "tracker", as upstream's
+// proxiers are fed their events), or from the objects (NewModel).
+func benchModel(b *testing.B, set serviceSet, input string) *proxyrules.Model {
+	if input == "tracker" {
+		b.StopTimer()
+		tr := trackerFor(b, set)
+		b.StartTimer()
+		m, _ := tr.Model()
+		return m
+	}
+	m, _ := proxyrules.NewModel(set.cfg, set.services, set.slices)
+	return m
+}
+
 func trackerFor(b *testing.B, set serviceSet) *proxyrules.Tracker {
 	b.Helper()
 	tr, err := proxyrules.NewTracker(set.cfg)

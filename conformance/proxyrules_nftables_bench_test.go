@@ -30,15 +30,7 @@ func BenchmarkNFTablesFullSync(b *testing.B) {
 					b.ReportAllocs()
 					var ops, size int
 					for b.Loop() {
-						var m *proxyrules.Model
-						if input == "tracker" {
-							b.StopTimer()
-							tr := trackerFor(b, set)
-							b.StartTimer()
-							m, _ = tr.Model()
-						} else {
-							m, _ = proxyrules.NewModel(set.cfg, set.services, set.slices)
-						}
+						m := benchModel(b, set, input)
 						// A proxy's first sync, into a new table (as upstream's
 						// is): NFTablesApplier finds no table and says so.
 						g := proxyrules.NFTables{Layout: layout}

@@ -85,9 +85,10 @@ func (e *Endpoint) ip() string {
 
 // sliceEndpoints is what one EndpointSlice holds for a family and node:
 // its endpoints by port, each port's sorted by endpoint string and
-// deduplicated (dedupEndpoints), and the problems found reading it. A Tracker keeps it from the
-// moment the slice arrives, as kube-proxy's EndpointSliceCache keeps its
-// endpointSliceInfo; endpointsByPort merges the slices of a Service.
+// deduplicated (dedupEndpoints), and the problems found reading it. A
+// Tracker keeps it from the moment the slice arrives, as kube-proxy's
+// EndpointSliceCache keeps its endpointSliceInfo; endpointsByPort merges
+// the slices of a Service.
 type sliceEndpoints struct {
 	name  string
 	ports endpointsOf
