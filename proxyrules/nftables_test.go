@@ -570,3 +570,31 @@ func TestNFTablesSyncIndependentOfGOMAXPROCS(t *testing.T) {
 		}
 	}
 }
+
+// TestNFTablesFirstSyncBlocksAreItsOperations: a sync into a new table
+// writes its ports' chains as text while it writes them and keeps no
+// operations for them; the operations it gives when asked (written again
+// from its records) are the same, text for text, as are their number and
+// the transaction's own text.
+func TestNFTablesFirstSyncBlocksAreItsOperations(t *testing.T) {
+	svcs, eps := cluster(300, 4)
+	svcs = append(svcs, service("sticky", "10.96.9.9", 80, clientIPAffinity(60), loadBalancer(30999, 31999, "203.0.113.9"), sourceRanges("192.0.2.0/24")))
+	eps = append(eps, endpointSlice("sticky", 8080, corev1.ProtocolTCP, ep{ip: "10.244.9.1", node: "node1"}, ep{ip: "10.244.9.2"}))
+	m := mustModel(t, DefaultConfig("node1"), svcs, eps)
+	for _, layout := range nftLayouts {
+		g := NFTables{Layout: layout}
+		g.Adopt(nil, nil)
+		s := g.Sync(m, true)
+		if s.blocks == nil || s.ports != nil {
+			t.Fatalf("%v: a first sync into no table kept its ports' operations", layout)
+		}
+		asOps := *s
+		asOps.blocks, asOps.ports = nil, s.portOps()
+		if got, want := string(s.Script()), string(asOps.blockScript(false)); got != want {
+			t.Fatalf("%v: the written blocks differ from their operations':\n%s", layout, firstDiff(got, want))
+		}
+		if got, want := s.NumOperations(), len(s.operations()); got != want {
+			t.Fatalf("%v: NumOperations = %d, the operations are %d", layout, got, want)
+		}
+	}
+}
