@@ -1,6 +1,7 @@
 package proxyrules
 
 import (
+	"bytes"
 	"slices"
 	"strconv"
 	"strings"
@@ -319,6 +320,11 @@ func (s *NFTablesSync) blockScript(batch bool) []byte {
 type nftBlock struct {
 	objects, text []byte
 	ops           int
+}
+
+// clone is a copy of the block, no larger than it needs to be.
+func (b *nftBlock) clone() nftBlock {
+	return nftBlock{objects: bytes.Clone(b.objects), text: bytes.Clone(b.text), ops: b.ops}
 }
 
 // add writes a port's operations p to the block, with w's scratch space.

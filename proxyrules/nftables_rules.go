@@ -24,6 +24,7 @@ type nftWriter struct {
 	arena    []byte    // endpointSlots' texts, carved from blocks
 	scratch  nftOps    // a port's operations, written as text (nftBlock)
 	block    portBlock // nftBlock's
+	pending  nftBlock  // the chunk of ports being written as text
 	layout   NFTablesLayout
 	// next is the state the sync builds; resetSlots: the endpoint-maps
 	// layout allocates every chain's keys afresh.
@@ -51,7 +52,7 @@ func (w *nftWriter) forWorkers(workers int) []*nftWriter {
 	writers := []*nftWriter{w}
 	for range workers - 1 {
 		c := *w
-		c.buf, c.arena, c.scratch, c.block = nil, nil, nil, portBlock{}
+		c.buf, c.arena, c.scratch, c.block, c.pending = nil, nil, nil, portBlock{}, nftBlock{}
 		writers = append(writers, &c)
 	}
 	return writers

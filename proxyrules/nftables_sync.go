@@ -152,8 +152,10 @@ func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftSt
 		var ops nftOps
 		var block *nftBlock
 		if s.blocks != nil {
-			block = &s.blocks[from/parallelChunk]
-			block.text = make([]byte, 0, 224*(to-from)) // (185 bytes a port, on average, in the benchmarks)
+			// written in the writer's block, then kept at its size
+			block = &w.pending
+			block.objects, block.text, block.ops = block.objects[:0], block.text[:0], 0
+			defer func() { s.blocks[from/parallelChunk] = block.clone() }()
 		} else {
 			ops = make(nftOps, 0, size)
 		}
