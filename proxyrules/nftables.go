@@ -289,12 +289,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 		next.slotNext = [len(nftSlotProtocols) * nftEndpointMaps]uint32{}
 	}
 	for c := range s.touched {
-		if len(prev.elems[c]) == 0 && (c == cClusterIPs || c == cServiceIPs) {
-			// a first sync: about one element per port
-			s.touched[c] = make(map[string][]nftOwner, len(m.Ports))
-		} else {
-			s.touched[c] = map[string][]nftOwner{}
-		}
+		s.touched[c] = map[string][]nftOwner{} // (firstElems makes larger ones)
 	}
 	if full {
 		s.writeTop(w)
@@ -305,11 +300,8 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	// Tracker hands unchanged ports over as the same PortStates, which
 	// are skipped without hashing their inputs or names.
 	incremental := !full && prev.byPort != nil
-	if incremental {
+	if incremental { // (else applyChanges makes them)
 		next.ports, next.byPort = prev.ports, prev.byPort // changed on Commit
-	} else {
-		next.ports = make(map[ServicePortName]*nftPortRecord, len(m.Ports))
-		next.byPort = make(map[*PortState]*nftPortRecord, len(m.Ports))
 	}
 	steps, seen := w.portSteps(m, prev, incremental)
 	s.writeSteps(w, steps, prev)

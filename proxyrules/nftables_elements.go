@@ -75,6 +75,11 @@ func (s *NFTablesSync) containerOps(c uint8, prev *nftState, changes []nftRecCha
 // as changes come in port order a key's value is that of the first port
 // that wants it: each key is added when first seen.
 func (s *NFTablesSync) firstElems(c uint8, changes []nftRecChange) (adds []*nftElem) {
+	if c == cClusterIPs || c == cServiceIPs {
+		// about an element a port
+		s.touched[c] = make(map[string][]nftOwner, len(changes))
+		adds = make([]*nftElem, 0, len(changes))
+	}
 	touched := s.touched[c]
 	for _, ch := range changes {
 		if ch.cur == nil {

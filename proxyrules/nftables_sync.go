@@ -306,10 +306,12 @@ func (s *NFTablesSync) applyChanges(m *Model, prev, next *nftState, steps []nftP
 	workers := parallelWorkers(len(changes))
 	if !incremental {
 		tasks = append(tasks, func() {
+			next.ports = make(map[ServicePortName]*nftPortRecord, len(steps))
 			for _, st := range steps {
 				next.ports[st.p.Name] = st.rec
 			}
 		}, func() {
+			next.byPort = make(map[*PortState]*nftPortRecord, len(steps))
 			for _, st := range steps {
 				next.byPort[st.p] = st.rec
 			}
