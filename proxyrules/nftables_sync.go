@@ -84,6 +84,9 @@ func (w *nftWriter) portSteps(m *Model, prev *nftState, incremental bool) (steps
 	}
 	g := w.g
 	g.seed()
+	if len(prev.ports) == 0 {
+		return steps, seen // (a first sync: no records)
+	}
 	writers := w.forWorkers(parallelWorkers(len(steps)))
 	inParallel(len(steps), len(writers), func(k, from, to int) {
 		w := writers[k]
