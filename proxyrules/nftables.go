@@ -109,8 +109,10 @@ type NFTablesSync struct {
 	blocks    []nftBlock
 	blockRecs []*nftPortRecord
 	w         *nftWriter
-	elems     nftElemChanges
-	slots     []nftSlotElem
+	// firstChanges are a first sync's record changes, taken as written.
+	firstChanges []nftRecChange
+	elems        nftElemChanges
+	slots        []nftSlotElem
 	// fresh: the table did not exist before this sync, so its chains
 	// need no flushing.
 	fresh bool
@@ -264,12 +266,11 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g, fresh: g.committed == nil && g.tableAbsent}
 	if full {
 		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, w.layout, g.committed == nil && !s.fresh)))
-		s.Written = make([]ServicePortName, 0, len(m.Ports))
 		if s.fresh {
-			s.blocks, s.w = []nftBlock{}, w
-			s.blockRecs = make([]*nftPortRecord, 0, len(m.Ports))
+			s.blocks, s.w = []nftBlock{}, w // (writeSteps makes Written)
 		} else {
 			s.ports = make([]nftOps, 0, len(m.Ports))
+			s.Written = make([]ServicePortName, 0, len(m.Ports))
 		}
 	}
 	next := &nftState{config: cfgSum, stale: map[string]time.Time{}}
@@ -306,7 +307,10 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	steps, seen := w.portSteps(m, prev, incremental)
 	s.writeSteps(w, steps, prev)
 	var stale nftStale
-	changes := s.takeSteps(steps, prev, incremental, &stale)
+	changes := s.firstChanges // (taken as written)
+	if s.blocks == nil {
+		changes = s.takeSteps(steps, prev, incremental, &stale)
+	}
 	changes = s.takeGone(m, prev, seen, incremental, changes, &stale)
 	s.applyChanges(m, prev, next, steps, changes, incremental)
 	if full {

@@ -134,6 +134,8 @@ func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftSt
 	}
 	if s.blocks != nil {
 		s.blocks = make([]nftBlock, (len(steps)+parallelChunk-1)/parallelChunk)
+		s.blockRecs, s.Written = make([]*nftPortRecord, len(steps)), make([]ServicePortName, len(steps))
+		s.firstChanges = make([]nftRecChange, len(steps))
 	}
 	writers := w.forWorkers(parallelWorkers(len(steps)))
 	inParallel(len(steps), len(writers), func(k, from, to int) {
@@ -185,6 +187,11 @@ func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftSt
 				record(st)
 				w.port(st.p, st.old, st.plan, &w.scratch, st.rec, &st.slotText)
 				block.add(w, s.family, w.scratch)
+				// Into a new table every port is new and written: it is
+				// taken here, in parallel, as takeSteps would take it.
+				st.rec.sum, st.rec.port = st.sum, st.p
+				s.blockRecs[i], s.Written[i] = st.rec, st.p.Name
+				s.firstChanges[i] = nftRecChange{st.rec.name, nil, st.rec, &st.slotText}
 			case st.write:
 				at := len(ops)
 				record(st)
