@@ -70,9 +70,10 @@ import (
 // s for 1,000 x 10, where kube-proxy's layout is as fast), and applies an
 // endpoint change among 10,000 Services in 14-22 ms over netlink
 // (NFTablesApplier; 40-52 ms through nft) where kube-proxy's layout
-// takes about 90 ms through nft. The price is in generation: its
-// transaction holds about 2.5 times the operations of kube-proxy's (a map
-// element per endpoint) and takes about 1.15 times as long to generate.
+// takes about 90 ms through nft. Its transaction holds about 2.5 times the
+// operations of kube-proxy's (a map element per endpoint); generating it
+// takes about as long (a first sync's text is written by the workers that
+// write the chains).
 type NFTablesLayout uint8
 
 const (
