@@ -183,8 +183,6 @@ func endpointsByPort(read []*sliceEndpoints) (endpointsOf, []error) {
 
 func compareReadSlices(a, b *sliceEndpoints) int { return cmp.Compare(a.name, b.name) }
 
-func compareSliceNames(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) }
-
 // appendEndpoints appends the endpoints of es for one port to eps, with
 // one allocation for the Endpoints and one for their strings.
 func appendEndpoints(eps []*Endpoint, errs []error, es *discoveryv1.EndpointSlice, port uint16, nodeName string) ([]*Endpoint, []error) {
