@@ -181,6 +181,7 @@ type nftElemChanges struct {
 	adds [len(nftContainers)][]*nftElem
 }
 
+// len is the number of changes.
 func (e *nftElemChanges) len() int {
 	n := 0
 	for c := range nftContainers {
@@ -189,28 +190,19 @@ func (e *nftElemChanges) len() int {
 	return n
 }
 
-// each calls f with each change as an operation, in order.
-func (e *nftElemChanges) each(f func(op *nftOp)) {
-	var op nftOps
+// appendOps appends the changes as operations, in order.
+func (e *nftElemChanges) appendOps(ops nftOps) nftOps {
+	ops = slices.Grow(ops, e.len())
 	for c, keys := range e.dels {
 		for _, k := range keys {
-			op = op[:0]
-			op.element(nftDelete, &nftElem{c: uint8(c), key: k})
-			f(&op[0])
+			ops.element(nftDelete, &nftElem{c: uint8(c), key: k})
 		}
 	}
 	for _, elems := range e.adds {
 		for _, el := range elems {
-			op = op[:0]
-			op.element(nftAdd, el)
-			f(&op[0])
+			ops.element(nftAdd, el)
 		}
 	}
-}
-
-func (e *nftElemChanges) appendOps(ops nftOps) nftOps {
-	ops = slices.Grow(ops, e.len())
-	e.each(func(op *nftOp) { ops = append(ops, *op) })
 	return ops
 }
 
