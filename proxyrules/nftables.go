@@ -126,6 +126,29 @@ type NFTablesSync struct {
 	// portChanges are, for a partial sync, its changes to the committed
 	// ports, which Commit applies in place (next shares prev's maps).
 	portChanges []nftPortChange
+	// replaced are the committed records the sync replaces.
+	replaced []*nftPortRecord
+}
+
+// copyFor is a copy of the record for p, a PortState with the same inputs
+// as its own (an unchanged port of a newer model): with buffers of its own
+// and p's endpoints in its slots, so that it keeps neither the record nor
+// the older model reachable.
+func (r *nftPortRecord) copyFor(p *PortState) *nftPortRecord {
+	c := *r
+	c.port = p
+	if len(r.chains) <= len(c.chainsBuf) {
+		c.chains = append(c.chainsBuf[:0], r.chains...)
+	}
+	if len(r.elems) <= len(c.elemsBuf) {
+		c.elems = append(c.elemsBuf[:0], r.elems...)
+	}
+	for i, eps := range [2][]*Endpoint{p.Cluster, p.Local} {
+		if r.slots[i].eps != nil {
+			c.slots[i].eps = refillSlots(r.slots[i].eps, eps)
+		}
+	}
+	return &c
 }
 
 // nftPortChange replaces a port's record (rec nil: the port is gone);
@@ -174,6 +197,8 @@ func (s *NFTablesSync) operations() nftOps {
 
 // AddTo appends the sync's operations to tx, a transaction of a
 // knftables.Interface for the table NFTablesTable of the Model's family.
+// Take them (or Transaction, or Script) before a later sync is committed:
+// the generator lets go of what that sync replaces.
 func (s *NFTablesSync) AddTo(tx *knftables.Transaction) { s.operations().addTo(tx) }
 
 // Transaction returns the sync as a new knftables transaction for the
@@ -226,6 +251,12 @@ func (s *NFTablesSync) Commit() {
 		}
 		s.next.ports[c.name] = c.rec
 		s.next.byPort[c.rec.port] = c.rec
+	}
+	// A replaced record may share its block of memory with records still
+	// in use: it lets go of what it points to (its PortState, endpoints,
+	// elements), which the block would otherwise keep.
+	for _, r := range s.replaced {
+		*r = nftPortRecord{}
 	}
 	g.committed = s.next
 	if s.Full {

@@ -73,7 +73,8 @@ func (s *NFTablesSync) containerOps(c uint8, prev *nftState, changes []nftRecCha
 // firstElems is containerOps for a container that holds nothing yet (as
 // in a first sync): no port had elements in it, so nothing is deleted, and
 // as changes come in port order a key's value is that of the first port
-// that wants it: each key is added when first seen.
+// that wants it: each key is added when first seen (and set right at the
+// end if the ports were not in order after all).
 func (s *NFTablesSync) firstElems(c uint8, changes []nftRecChange) (adds []*nftElem) {
 	if c == cClusterIPs || c == cServiceIPs {
 		// about an element a port
@@ -81,6 +82,7 @@ func (s *NFTablesSync) firstElems(c uint8, changes []nftRecChange) (adds []*nftE
 		adds = make([]*nftElem, 0, len(changes))
 	}
 	touched := s.touched[c]
+	reordered := false // a port took a key from one before it in changes
 	for _, ch := range changes {
 		if ch.cur == nil {
 			continue
@@ -99,6 +101,16 @@ func (s *NFTablesSync) firstElems(c uint8, changes []nftRecChange) (adds []*nftE
 			at, found := slices.BinarySearchFunc(o, ch.name, compareOwner)
 			if !found { // (a port wants an element once)
 				touched[e.key] = slices.Insert(o, at, nftOwner{port: ch.name, value: e.value, comment: e.comment})
+				reordered = reordered || at == 0
+			}
+		}
+	}
+	if reordered {
+		// A Model's ports out of name order (one built by hand): the
+		// value is the first owner's, as elementOps writes it.
+		for i, e := range adds {
+			if first := touched[e.key][0]; first.value != e.value || first.comment != e.comment {
+				adds[i] = &nftElem{c: c, key: e.key, value: first.value, comment: first.comment}
 			}
 		}
 	}

@@ -234,10 +234,7 @@ func (s *NFTablesSync) takeSteps(steps []nftPortStep, prev *nftState, incrementa
 		} else if st.write {
 			rec = st.rec
 			rec.sum = st.sum
-			switch {
-			case s.blocks != nil:
-				s.blockRecs = append(s.blockRecs, rec)
-			case !st.sameChains: // (else only elements changed)
+			if !st.sameChains { // (else only elements changed)
 				s.ports = append(s.ports, st.ops)
 			}
 			s.Written = append(s.Written, p.Name)
@@ -257,10 +254,13 @@ func (s *NFTablesSync) takeSteps(steps []nftPortStep, prev *nftState, incrementa
 		}
 		if rec.port != p {
 			if rec == old {
-				copied := *old
-				rec = &copied
+				rec = old.copyFor(p)
+			} else {
+				rec.port = p
 			}
-			rec.port = p
+		}
+		if old != nil && rec != old {
+			s.replaced = append(s.replaced, old)
 		}
 		if incremental {
 			change := nftPortChange{name: p.Name, rec: rec}
@@ -297,6 +297,7 @@ func (s *NFTablesSync) takeGone(m *Model, prev *nftState, seen int, incremental 
 			s.portChanges = append(s.portChanges, nftPortChange{name: name, replaced: old.port})
 		}
 		changes = append(changes, nftRecChange{name: old.name, old: old})
+		s.replaced = append(s.replaced, old)
 		stale.chains = append(stale.chains, old.chains...)
 		stale.sets = append(stale.sets, old.sets...)
 	}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -596,5 +597,80 @@ func TestNFTablesFirstSyncBlocksAreItsOperations(t *testing.T) {
 		if got, want := s.NumOperations(), len(s.operations()); got != want {
 			t.Fatalf("%v: NumOperations = %d, the operations are %d", layout, got, want)
 		}
+	}
+}
+
+// TestNFTablesUnsortedModelSharedElement: a Model built by hand with its
+// ports out of name order still gives a shared key the first owner's
+// value (in name order), as later partial syncs assume: when that owner
+// goes, the key goes to the next, as a fresh sync would write it.
+func TestNFTablesUnsortedModelSharedElement(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	svcs := []*corev1.Service{service("a", "10.96.0.1", 80), service("b", "10.96.0.1", 80)}
+	eps := []*discoveryv1.EndpointSlice{
+		endpointSlice("a", 8080, corev1.ProtocolTCP, ep{ip: "10.244.0.1"}),
+		endpointSlice("b", 8080, corev1.ProtocolTCP, ep{ip: "10.244.0.2"}),
+	}
+	m := mustModel(t, cfg, svcs, eps)
+	reversed := &Model{Config: m.Config, Ports: []*PortState{m.Ports[1], m.Ports[0]}}
+	var g NFTables
+	fake := newNFTFake(cfg.Family)
+	runNFT(t, &g, fake, reversed, true)
+	onlyA := mustModel(t, cfg, svcs[:1], eps[:1])
+	runNFT(t, &g, fake, onlyA, false)
+	fresh := newNFTFake(cfg.Family)
+	runNFT(t, &NFTables{}, fresh, onlyA, true)
+	serviceIPs := func(dump string) []string {
+		var out []string
+		for _, l := range strings.Split(dump, "\n") {
+			if strings.Contains(l, nftServiceIPs+" {") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	if got, want := serviceIPs(fake.Dump()), serviceIPs(fresh.Dump()); !slices.Equal(got, want) {
+		t.Fatalf("service-ips after the partial sync:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestNFTablesReplacedRecordsLetGo: records are allocated in blocks; one
+// that a sync replaces lets go of its PortState (and with it the older
+// model's endpoints) although others of its block are still in use.
+func TestNFTablesReplacedRecordsLetGo(t *testing.T) {
+	cfg := DefaultConfig("node1")
+	svcs, eps := cluster(640, 3)
+	tr := trackerOf(t, cfg, svcs, eps)
+	g := NFTables{}
+	g.Adopt(nil, nil)
+	m, _ := tr.Model()
+	var freed, watched atomic.Int64
+	keep := map[string]bool{} // a port of each block
+	for i, p := range m.Ports {
+		if i%parallelChunk == 0 {
+			keep[p.Name.Name] = true
+		} else {
+			watched.Add(1)
+			runtime.SetFinalizer(p, func(*PortState) { freed.Add(1) })
+		}
+	}
+	g.Sync(m, false).Commit()
+	m = nil
+	for _, es := range eps {
+		if !keep[es.Labels[discoveryv1.LabelServiceName]] {
+			es = es.DeepCopy()
+			es.Endpoints = es.Endpoints[:2]
+			tr.SetEndpointSlice(es)
+		}
+	}
+	m2, _ := tr.Model()
+	g.Sync(m2, false).Commit()
+	for range 5 {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+	}
+	runtime.KeepAlive(&g) // its records, and their blocks, are in use
+	if freed.Load() < watched.Load()*9/10 {
+		t.Errorf("replaced records keep their PortStates: %d of %d freed", freed.Load(), watched.Load())
 	}
 }
