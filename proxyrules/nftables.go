@@ -99,10 +99,10 @@ type NFTablesSync struct {
 	family knftables.Family
 	// The operations, in order: ops[:portAt]; the ports', each port's
 	// own; the shared sets' and maps' elements; ops[portAt:]; then the
-	// endpoint map elements, sorted. Into a
-	// new table the ports' are written as text (blocks, of the records
-	// blockRecs, each chunk of ports' chains and their objects) and not
-	// kept; w writes them again when they are asked for.
+	// endpoint map elements, sorted. Into a new table (fresh) the ports'
+	// are written as text (blocks, of the records blockRecs, each chunk
+	// of ports' chains and their objects) and not kept; w writes them
+	// again when they are asked for.
 	ops       nftOps
 	portAt    int
 	ports     []nftOps
@@ -173,7 +173,7 @@ func (s *NFTablesSync) NumOperations() int {
 
 // portOps returns the ports' own operations, each port's in a list.
 func (s *NFTablesSync) portOps() []nftOps {
-	if s.blocks == nil {
+	if !s.fresh {
 		return s.ports
 	}
 	ports := make([]nftOps, len(s.blockRecs))
@@ -296,9 +296,9 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	w := newNFTWriter(g, m)
 	s := &NFTablesSync{Full: full, family: nftFamily(m.Config.Family), g: g, fresh: g.committed == nil && g.tableAbsent}
 	if full {
-		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(m, w.layout, g.committed == nil && !s.fresh)))
+		s.ops = make(nftOps, 0, max(g.opsHint, estimateOps(w.layout, g.committed == nil && !s.fresh)))
 		if s.fresh {
-			s.blocks, s.w = []nftBlock{}, w // (writeSteps makes Written)
+			s.w = w // (writeSteps makes Written)
 		} else {
 			s.ports = make([]nftOps, 0, len(m.Ports))
 			s.Written = make([]ServicePortName, 0, len(m.Ports))
@@ -339,7 +339,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 	s.writeSteps(w, steps, prev)
 	var stale nftStale
 	changes := s.firstChanges // (taken as written)
-	if s.blocks == nil {
+	if !s.fresh {
 		changes = s.takeSteps(steps, prev, incremental, &stale)
 	}
 	changes = s.takeGone(m, prev, seen, incremental, changes, &stale)
@@ -356,7 +356,7 @@ func (g *NFTables) Sync(m *Model, full bool) *NFTablesSync {
 // estimateOps is about the number of operations of a full sync but the
 // ports' own and the shared sets' and maps' elements, so that the first
 // one is allocated once.
-func estimateOps(m *Model, layout NFTablesLayout, flushMaps bool) int {
+func estimateOps(layout NFTablesLayout, flushMaps bool) int {
 	n := 160
 	if layout == NFTablesEndpointMaps {
 		n += len(nftSlotProtocols) * nftEndpointMaps

@@ -18,8 +18,8 @@ import (
 
 // BenchmarkNFTablesFull measures a full sync from a built model up to the
 // nft script the applier loads: by a generator that has synced before (as
-// in a running proxy's periodic full sync, which repeats the operations of
-// unchanged ports), and by a new one (a proxy's first sync).
+// in a running proxy's periodic full sync, which writes unchanged ports'
+// operations again from their records), and by a new one.
 func BenchmarkNFTablesFull(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		svcs, eps := cluster(n, 10)

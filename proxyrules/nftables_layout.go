@@ -272,7 +272,11 @@ func (w *nftWriter) endpointSlots(o *nftOps, proto string, chain string, eps []*
 		return s, nil
 	}
 	// The text goes in blocks shared with the chains written before it.
-	if size := 32 * len(eps); cap(w.arena)-len(w.arena) < size {
+	size := 0
+	for _, ep := range eps {
+		size += len(ep.String()) + 16 // "key : address . port, "
+	}
+	if cap(w.arena)-len(w.arena) < size {
 		w.arena = make([]byte, 0, max(64<<10, size))
 	}
 	start := len(w.arena)

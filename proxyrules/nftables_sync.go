@@ -111,10 +111,10 @@ func (w *nftWriter) portSteps(m *Model, prev *nftState, incremental bool) (steps
 
 // writeSteps decides, in port order, which ports a sync repeats and which
 // it writes, with where their endpoints go, then writes those in parallel:
-// their records, and their operations or, into a new table (s.blocks),
-// the text of their chains. A committed record keeps no operations: they
-// are written again from it when a full sync repeats them or a partial
-// sync compares them.
+// their records, and their operations or, into a new table (s.fresh), the
+// text of their chains (s.blocks). A committed record keeps no
+// operations: they are written again from it when a full sync repeats
+// them or a partial sync compares them.
 func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftState) {
 	full := s.Full
 	writes := 0
@@ -132,7 +132,7 @@ func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftSt
 	if writes == 0 && !full {
 		return
 	}
-	if s.blocks != nil {
+	if s.fresh {
 		s.blocks = make([]nftBlock, (len(steps)+parallelChunk-1)/parallelChunk)
 		s.blockRecs, s.Written = make([]*nftPortRecord, len(steps)), make([]ServicePortName, len(steps))
 		s.firstChanges = make([]nftRecChange, len(steps))
@@ -156,7 +156,7 @@ func (s *NFTablesSync) writeSteps(w *nftWriter, steps []nftPortStep, prev *nftSt
 		w := writers[k]
 		var ops nftOps
 		var block *nftBlock
-		if s.blocks != nil {
+		if s.fresh {
 			// written in the writer's block, then kept at its size
 			block = &w.pending
 			block.objects, block.text, block.ops = block.objects[:0], block.text[:0], 0

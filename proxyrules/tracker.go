@@ -14,10 +14,10 @@ import (
 // the Services whose object or slices changed since the last Model are
 // built again. Like kube-proxy's trackers it reads each object when it
 // arrives (a Service's ports, a slice's endpoints), so that a sync only
-// puts together what changed. The others keep their PortStates, the same pointers, so a
-// backend can tell at a glance that nothing about them changed and reuse
-// what it generated for them (IPTables does). Feed it from informer event
-// handlers; it is not safe for concurrent use.
+// puts together what changed. The others keep their PortStates, the same
+// pointers, so a backend can tell at a glance that nothing about them
+// changed and reuse what it generated for them (IPTables does). Feed it
+// from informer event handlers; it is not safe for concurrent use.
 type Tracker struct {
 	cfg      Config
 	services map[serviceKey]*trackedService
